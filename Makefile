@@ -1,0 +1,33 @@
+# Two set-up commands for a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -c constraints.txt
+# Every package of this repository, in one pip command (none of them is on PyPI).
+PACKAGES := -e specforge-core[train,report] \
+	-e plugins/specforge-eagle3 -e plugins/specforge-dflash -e plugins/specforge-domino \
+	-e plugins/specforge-mooncake -e plugins/specforge-sglang
+TEST_PACKAGES := -e specforge-core[train,report,test] \
+	-e plugins/specforge-eagle3 -e plugins/specforge-dflash -e plugins/specforge-domino \
+	-e plugins/specforge-mooncake -e plugins/specforge-sglang \
+	-e tests/fixtures/specforge-example
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-test lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(PIP) $(PACKAGES)
+
+install-test: $(BIN)/python
+	$(PIP) $(TEST_PACKAGES)
+
+demo: install
+	$(BIN)/specforge run $(DEMO_ARGS)
+
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
