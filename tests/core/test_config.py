@@ -39,6 +39,7 @@ class Components:
         register(FeatureStoreSpec(name="mem", summary="", factory="math:sqrt"))
         register(FeatureStoreSpec(name="files", summary="", factory="math:sqrt", cross_process=True,
                                   persistent=True))
+        register(FeatureStoreSpec(name="shared", summary="", factory="math:sqrt", cross_process=True))
 
     @hookimpl
     def specforge_register_topologies(self, register):
@@ -50,6 +51,7 @@ class Components:
 @pytest.fixture
 def reg(monkeypatch):
     monkeypatch.setenv("SPECFORGE_LOAD_PLUGINS", "")
+    monkeypatch.setattr(registry, "BUILTIN_MODULES", ())  # only the components above
     return registry.load_registry([("components", Components())])
 
 
@@ -102,7 +104,7 @@ def test_store_defaults_per_topology_and_flag_overrides(reg):
 
 def test_impossible_store_for_topology_is_rejected_naming_alternatives(reg):
     with pytest.raises(ConfigError, match=r"topology 'split' needs a store that is cross_process, "
-                                          r"but store 'mem' is not; use --store files"):
+                                          r"but store 'mem' is not; use --store files or --store shared"):
         resolve(reg, flags=dict(BASE, topology="split", store="mem"))
 
 

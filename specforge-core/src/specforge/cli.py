@@ -21,7 +21,13 @@ from specforge.errors import SpecforgeError
 log = logging.getLogger("specforge")
 
 # "module:attr" of click commands the core ships; imported when the CLI is built (torch-free).
-CORE_COMMANDS: tuple[str, ...] = ()
+CORE_COMMANDS: tuple[str, ...] = (
+    "specforge.commands.capture:command",
+    "specforge.commands.export:command",
+    "specforge.commands.eval:command",
+    "specforge.commands.prepare_data:command",
+    "specforge.commands.new:command",
+)
 
 
 class SpecforgeGroup(click.Group):
@@ -115,6 +121,11 @@ def _plan_lines(config: Any) -> list[str]:
 @click.option("-c", "--config", "config_file", type=click.Path(), help="A run.toml.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override one config key; repeatable (e.g. --set training.lr=3e-4).")
+@click.option("--resume", is_flag=False, flag_value="last", default=None, metavar="[DIR]",
+              help="Continue exactly from the newest checkpoint of this run, or of DIR (a run or checkpoint).")
+@click.option("--init-draft", type=click.Path(exists=True),
+              help="Warm-start the draft's weights and extra state from a run or checkpoint (new optimizer).")
+@click.option("--nproc-per-node", type=int, help="Processes on this machine (launches torchrun).  [default: 1]")
 @click.option("--plan", is_flag=True, help="Print the resolved plan and exit (imports no torch).")
 def run_command(config_file: str | None, sets: Sequence[str], plan: bool, **flags: Any) -> None:
     """Train a draft model: capture target features, train, export, evaluate."""
@@ -128,7 +139,9 @@ def run_command(config_file: str | None, sets: Sequence[str], plan: bool, **flag
         return
     from specforge.runner import run
 
-    run(config)
+    outcome = run(config)
+    if outcome is not None and outcome.summary:
+        click.echo(outcome.summary)
 
 
 # ----------------------------------------------------------------- assembly

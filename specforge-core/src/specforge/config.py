@@ -79,11 +79,19 @@ class EvalSection:
     k: int = 4  # draft tokens per verification (block strategies use their block size)
     num_prompts: int = 32
     max_new_tokens: int = 48
+    dtype: str = ""  # empty: the target's dtype (the demo uses float64 so an argmax tie cannot flip)
+    check_lossless: bool = True
+
+
+@dataclass(frozen=True)
+class ExportSection:
+    enabled: bool = True  # export the final checkpoint into runs/<name>/export
+    format: str = "hf"  # hf | sglang (what the strategy supports)
 
 
 CORE_SECTIONS: dict[str, type] = {
     "run": RunSection, "target": TargetSection, "data": DataSection,
-    "training": TrainingSection, "eval": EvalSection,
+    "training": TrainingSection, "eval": EvalSection, "export": ExportSection,
 }
 COMPONENT_SECTIONS: dict[str, str] = {  # config section -> component kind
     "strategy": "strategy", "target_engine": "target_engine",
@@ -129,6 +137,7 @@ class RunConfig:
     data: DataSection
     training: TrainingSection
     eval: EvalSection
+    export: ExportSection
     components: Mapping[str, Component] = field(default_factory=dict)  # by config section
 
     @property
@@ -242,4 +251,4 @@ def resolve(registry: Registry, *, config_file: str | Path | None = None,
     if training.resume and training.init_draft:
         raise ConfigError("--resume continues a run, --init-draft starts a new one from weights: use one")
     return RunConfig(run=run, target=core["target"], data=core["data"], training=training,
-                     eval=core["eval"], components=components)
+                     eval=core["eval"], export=core["export"], components=components)

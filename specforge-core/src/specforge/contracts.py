@@ -144,6 +144,20 @@ class TensorSpec:
             n *= d
         return n
 
+    @property
+    def nbytes(self) -> int:
+        try:
+            return self.numel * ITEMSIZE[self.dtype]
+        except KeyError:
+            raise ValueError(f"unsupported dtype {self.dtype!r}; supported: {', '.join(ITEMSIZE)}") from None
+
+
+ITEMSIZE: dict[str, int] = {
+    "float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
+    "int8": 1, "uint8": 1, "bool": 1,
+}
+"""Bytes per element of every dtype a FeatureStore must move, by torch dtype name."""
+
 
 @dataclass(frozen=True)
 class FeatureRecord:
@@ -290,7 +304,10 @@ class TargetEngine(Protocol):
 
 @runtime_checkable
 class FeatureStore(Protocol):
-    """Where features live between capture and training."""
+    """Where features live between capture and training.
+
+    A store belongs to one namespace (given when it is built); keys from another are refused.
+    """
 
     cross_process: bool
     persistent: bool
@@ -299,6 +316,10 @@ class FeatureStore(Protocol):
 
     def get(self, record: FeatureRecord, names: Iterable[str] | None = None) -> dict: ...
 
+    def put_many(self, items: Iterable[tuple[FeatureKey, Mapping[str, Tensor]]]) -> list[FeatureRecord]: ...
+
+    def get_many(self, records: Iterable[FeatureRecord], names: Iterable[str] | None = None) -> list[dict]: ...
+
     def delete(self, record: FeatureRecord) -> None: ...
 
     def exists(self, key: FeatureKey) -> bool: ...
@@ -306,7 +327,11 @@ class FeatureStore(Protocol):
     def health(self) -> StoreHealth: ...
 
     def descriptor(self) -> dict:
-        """JSON that lets another process reopen this same store (``open_store``)."""
+        """JSON that lets another process reopen this same store (``specforge.stores.reopen.open_store``).
+
+        A store that can list what it holds also has ``records() -> list[FeatureRecord]``
+        (the offline topology then reuses features captured earlier).
+        """
 
     def close(self) -> None: ...
 

@@ -15,9 +15,9 @@ LABELS = {"strategy": "strategy", "target_engine": "target engine", "store": "fe
 def plan_target_info(config: RunConfig) -> TargetInfo:
     """The target's shape from its config.json, or the embedded demo's, without loading weights."""
     if config.target.model:
-        from specforge.engines.target_config import read_target_info
+        from specforge.engines.target_config import target_info_from_config
 
-        return read_target_info(config.target.model)
+        return target_info_from_config(config.target.model)
     from specforge.demo.assets import demo_target_info
 
     return demo_target_info()

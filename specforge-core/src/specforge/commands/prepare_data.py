@@ -1,0 +1,68 @@
+"""``specforge prepare-data``: see exactly which tokens a run will train on, before it runs."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from specforge.config import DataSection
+from specforge.errors import ConfigError
+from specforge.options import parse_literal
+
+_DEFAULTS = DataSection()
+
+
+def _template_args(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--template-arg {pair!r} is not KEY=VALUE (e.g. enable_thinking=false)")
+        out[key.strip()] = parse_literal(value)
+    return out
+
+
+@click.command("prepare-data")
+@click.option("--data", "data", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False), help="Conversations JSONL (repeatable).")
+@click.option("--target-model", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Local model directory whose tokenizer (and chat template) to use.")
+@click.option("--chat-template", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A Jinja chat template file replacing the tokenizer's own.")
+@click.option("--template-arg", multiple=True, metavar="KEY=VALUE",
+              help="A variable for the chat template, e.g. enable_thinking=false (repeatable).")
+@click.option("--max-length", type=click.IntRange(min=1), default=_DEFAULTS.max_length, show_default=True)
+@click.option("--preview", type=click.IntRange(min=0), default=3, show_default=True,
+              help="How many samples to print with their trained tokens highlighted.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Shuffle seed (sample order).")
+@click.option("--max-samples", type=click.IntRange(min=0), default=_DEFAULTS.max_samples,
+              help="Use the first N usable conversations (0: all).")
+@click.option("--min-loss-tokens", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--skip-bad-lines", is_flag=True, default=_DEFAULTS.skip_bad_lines,
+              help="Skip and count malformed lines instead of stopping at the first.")
+@click.option("--color/--no-color", default=None, help="Colour trained tokens (default: when a terminal).")
+def command(*, data: tuple[str, ...], target_model: str, chat_template: str | None, template_arg: tuple[str, ...],
+            max_length: int, preview: int, seed: int, max_samples: int, min_loss_tokens: int,
+            skip_bad_lines: bool, color: bool | None) -> None:
+    """Tokenize conversations with the target's chat template and show what will be trained.
+
+    Trained tokens (assistant replies and their end-of-turn) are shown [[like this]], or in
+    colour on a terminal.
+    """
+    from specforge.data import load_samples, load_tokenizer
+    from specforge.data.preview import ANSI_GREEN, BRACKETS, highlight, stats_lines
+
+    tokenizer = load_tokenizer(target_model)
+    loaded = load_samples(list(data), tokenizer, max_length=max_length, seed=seed,
+                          chat_template=chat_template, template_kwargs=_template_args(template_arg),
+                          skip_bad_lines=skip_bad_lines, max_samples=max_samples,
+                          min_loss_tokens=min_loss_tokens)
+    use_color = sys.stdout.isatty() if color is None else color
+    marks = ANSI_GREEN if use_color else BRACKETS
+    for sample in loaded.samples[:preview]:
+        click.echo(f"=== {sample.sample_id} ({len(sample.input_ids)} tokens, "
+                   f"{sample.num_loss_tokens} trained) ===")
+        click.echo(highlight(tokenizer, sample, marks), color=use_color)
+    for line in stats_lines(loaded.stats, loaded.report):
+        click.echo(line)

@@ -1,0 +1,1 @@
+"""Evaluation by real speculative decoding: acceptance length τ, lossless by construction."""

@@ -1,0 +1,100 @@
+"""Measure a draft's acceptance length on held-out prompts, before and after training."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from specforge.contracts import FeatureRequest, Strategy, TargetEngine
+from specforge.evaluation.speculative import EvalResult, check_lossless, speculative_generate, summarize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    k: int
+    num_prompts: int
+    max_new_tokens: int
+    check_lossless: bool = True
+
+
+def stop_ids(tokenizer: Any) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos and, for ChatML templates, ``<|im_end|>``."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id and im_end >= 0:
+        ids.add(im_end)
+    return sorted(ids)
+
+
+def load_eval_prompts(path: str, tokenizer: Any, limit: int) -> tuple[list[list[int]], list[str]]:
+    from specforge.data import load_prompts
+
+    loaded = load_prompts(path, tokenizer)
+    prompts = loaded.prompts[:limit]
+    return [list(p.input_ids) for p in prompts], [p.sample_id for p in prompts]
+
+
+def evaluate_draft(engine: TargetEngine, strategy: Strategy, draft: Any, request: FeatureRequest,
+                   prompts: Sequence[Sequence[int]], names: Sequence[str], settings: EvalSettings,
+                   stops: Sequence[int]) -> EvalResult:
+    traces = [speculative_generate(engine, strategy, draft, p, request, k=settings.k,
+                                   max_new_tokens=settings.max_new_tokens, stop_ids=stops) for p in prompts]
+    if settings.check_lossless:
+        check_lossless(engine, prompts, traces, settings.max_new_tokens, stops, names)
+    return summarize(traces, settings.k)
+
+
+def last_metric(run_dir: Path, name: str) -> float | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    values = [line[name] for line in lines if name in line]
+    return values[-1] if values else None
+
+
+def plot(run_dir: Path, report: dict) -> Path | None:
+    """loss over training steps and τ before/after, as plot.png (when matplotlib is installed)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: no plot.png (pip install specforge-core[report])")
+        return None
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    fig, (ax_loss, ax_tau) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot([x["step"] for x in lines], [x["loss"] for x in lines], label="loss")
+    ax_loss.set_xlabel("optimizer step")
+    ax_loss.set_ylabel("training loss")
+    ax_loss.set_title("loss")
+    steps = [x["step"] for x in lines if "tau_estimate" in x]
+    if steps:
+        ax_tau.plot(steps, [x["tau_estimate"] for x in lines if "tau_estimate" in x],
+                    label="τ estimate (training accuracies)", alpha=0.6)
+    last = lines[-1]["step"] if lines else 1
+    ax_tau.scatter([0, last], [report["before"]["tau"], report["after"]["tau"]], color="C3", zorder=3,
+                   label="τ measured (speculative decoding)")
+    ax_tau.set_xlabel("optimizer step")
+    ax_tau.set_ylabel("acceptance length τ")
+    ax_tau.set_title(f"{report['strategy']}, k={report['k']}")
+    ax_tau.legend(fontsize=8)
+    fig.tight_layout()
+    out = run_dir / "plot.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def summary_line(report: dict) -> str:
+    return (f"acceptance length τ: before {report['before']['tau']:.2f} → after {report['after']['tau']:.2f} "
+            f"(strategy {report['strategy']}, k={report['k']})")

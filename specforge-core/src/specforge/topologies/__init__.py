@@ -1,0 +1,1 @@
+"""Built-in topologies: how capture and training are wired into processes."""

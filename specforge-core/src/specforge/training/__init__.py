@@ -1,0 +1,1 @@
+"""The trainer: optimizer, schedule, accumulation, torch.distributed, checkpoints, feedback."""

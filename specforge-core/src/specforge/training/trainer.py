@@ -1,0 +1,264 @@
+"""The training loop every topology shares: fetch → collate → loss → optimizer step → feedback.
+
+Topologies differ only in ``fetch`` (read a store, capture now, or wait for a producer); the
+trainer owns the optimizer, the schedule, accumulation, DDP/FSDP2, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from specforge.config import TrainingSection
+from specforge.contracts import DataStats, LossOutput, SampleFeatures, StepContext, Strategy, TargetInfo
+from specforge.errors import SpecforgeError
+from specforge.faults import kill_point
+from specforge.training import checkpoint
+from specforge.training.distributed import DistContext, all_reduce_sum, barrier
+from specforge.training.feedback import MetricsLog, Progress
+from specforge.training.plan import DataPlan
+from specforge.training.schedule import lr_factor
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[Sequence[int]], list[SampleFeatures]]
+Observe = Callable[..., None]
+
+
+@dataclass
+class TrainSetup:
+    """Everything the loop needs; built by a topology."""
+
+    ctx: DistContext
+    strategy: Strategy
+    info: TargetInfo
+    stats: DataStats
+    plan: DataPlan
+    fetch: Fetch
+    run_dir: Path
+    training: TrainingSection
+    config_toml: str
+    contract: dict
+    observe: Observe = field(default=lambda hook, **kw: None)
+    resume_from: Path | None = None
+    init_draft: Path | None = None
+    seed: int = 0
+    on_step: Callable[[int, Sequence[int]], None] | None = None  # after each optimizer step: (step, sample ids)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    steps: int
+    final_loss: float
+    checkpoint: Path
+    history: list[dict[str, Any]]
+
+
+def build_draft(strategy: Strategy, info: TargetInfo, stats: DataStats, device: torch.device,
+                warm_start: Path | None = None) -> torch.nn.Module:
+    """A fresh draft on ``device``; with ``warm_start`` its extra state and weights are loaded."""
+    draft = strategy.build_draft(info, stats)
+    if warm_start is not None:
+        strategy.load_extra_state(draft, checkpoint.read_state(warm_start)["extra_state"])
+        checkpoint.load_weights(draft, warm_start)
+    return draft.to(device)
+
+
+def _seed_everything(seed: int, rank: int) -> None:
+    import random
+
+    random.seed(seed * 1_000_003 + rank)
+    torch.manual_seed(seed * 1_000_003 + rank)
+
+
+def _wrap(model: torch.nn.Module, ctx: DistContext, parallel: str) -> torch.nn.Module:
+    if not ctx.distributed:
+        return model
+    if parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        fully_shard(model)
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def _no_grad_sync(model: torch.nn.Module, last_micro: bool) -> contextlib.AbstractContextManager:
+    """Skip gradient all-reduce on all but the last micro-step of an accumulation window."""
+    if hasattr(model, "no_sync") and not last_micro:
+        return model.no_sync()
+    if hasattr(model, "set_requires_gradient_sync"):
+        model.set_requires_gradient_sync(last_micro)
+    return contextlib.nullcontext()
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _as_float(value: Any) -> float:
+    return float(value.detach().float().item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+class _StepAccumulator:
+    """Sums one optimizer step's loss and metrics over micro-steps, then reduces over ranks."""
+
+    def __init__(self) -> None:
+        self.loss_sum = 0.0
+        self.terms_num = 0.0
+        self.terms_den = 0.0
+        self.uses_terms = False
+        self.metrics: dict[str, float] = {}
+        self.ratios: dict[str, list[float]] = {}
+        self.micro = 0
+        self.tokens = 0
+
+    def add(self, out: LossOutput, tokens: int) -> None:
+        self.micro += 1
+        self.tokens += tokens
+        if out.terms is not None:
+            self.uses_terms = True
+            self.terms_num += _as_float(out.terms[0])
+            self.terms_den += _as_float(out.terms[1])
+        else:
+            self.loss_sum += _as_float(out.loss)
+        for k, v in out.metrics.items():
+            self.metrics[k] = self.metrics.get(k, 0.0) + _as_float(v)
+        for k, (num, den) in out.ratio_metrics.items():
+            acc = self.ratios.setdefault(k, [0.0, 0.0])
+            acc[0] += _as_float(num)
+            acc[1] += _as_float(den)
+
+    def reduce(self, ctx: DistContext) -> tuple[float, dict[str, float], int]:
+        metric_keys = sorted(self.metrics)
+        ratio_keys = sorted(self.ratios)
+        values = [self.loss_sum, self.terms_num, self.terms_den, float(self.tokens)]
+        values += [self.metrics[k] / self.micro for k in metric_keys]
+        for k in ratio_keys:
+            values += self.ratios[k]
+        vec = all_reduce_sum(ctx, torch.tensor(values, dtype=torch.float64))
+        world = ctx.world_size
+        loss = vec[1].item() / max(vec[2].item(), 1e-12) if self.uses_terms else vec[0].item() / (self.micro * world)
+        out = {k: vec[4 + i].item() / world for i, k in enumerate(metric_keys)}
+        base = 4 + len(metric_keys)
+        for i, k in enumerate(ratio_keys):
+            num, den = vec[base + 2 * i].item(), vec[base + 2 * i + 1].item()
+            out[k] = num / den if den else 0.0
+        return loss, out, int(vec[3].item())
+
+
+def train(setup: TrainSetup) -> TrainResult:
+    ctx, plan, cfg, strategy = setup.ctx, setup.plan, setup.training, setup.strategy
+    total = plan.total_steps
+    if total < 1:
+        raise SpecforgeError(
+            f"{plan.num_samples} samples give no optimizer step with batch {plan.batch_size} x accumulation "
+            f"{plan.accumulation} x {plan.world_size} process(es); use more data or a smaller batch")
+    _seed_everything(setup.seed, ctx.rank)  # same seed, same run; a resume then restores the saved RNG
+    draft = build_draft(strategy, setup.info, setup.stats, ctx.device, warm_start=setup.init_draft)
+    model = _wrap(draft, ctx, cfg.parallel)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    position = checkpoint.Position(step=0, epoch=0, micro=0)
+    if setup.resume_from is not None:
+        saved = checkpoint.read_state(setup.resume_from)
+        checkpoint.check_contract(saved["contract"], setup.contract, setup.resume_from)
+        strategy.load_extra_state(draft, saved["extra_state"])
+        position = checkpoint.load(ctx, setup.resume_from, model, optimizer)
+        log.info("resuming from %s at step %d", setup.resume_from, position.step)
+
+    ckpt_root = setup.run_dir / "checkpoints"
+    metrics_log = MetricsLog(setup.run_dir, resume_step=position.step if setup.resume_from else None) \
+        if ctx.is_main else None
+    progress = Progress(total, position.step, enabled=ctx.is_main)
+    history: list[dict[str, Any]] = []
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda"
+                else contextlib.nullcontext())
+    step, last_loss = position.step, math.nan
+    last_ckpt: Path | None = setup.resume_from
+    model.train()
+
+    def save() -> Path:
+        pos = checkpoint.Position(step=step, epoch=epoch, micro=micro_index)
+        path = checkpoint.save(ctx, ckpt_root, position=pos, model=model, optimizer=optimizer,
+                               extra_state=strategy.extra_state(draft), contract=setup.contract,
+                               config_toml=setup.config_toml, keep=cfg.keep_checkpoints)
+        if ctx.is_main:
+            setup.observe("specforge_on_checkpoint", path=path)
+        return path
+
+    epoch, micro_index = position.epoch, position.micro
+    try:
+        while step < total and epoch < plan.epochs:
+            batches = plan.epoch_batches(epoch, ctx.rank)
+            while micro_index + plan.accumulation <= len(batches) and step < total:
+                window = batches[micro_index:micro_index + plan.accumulation]
+                started = time.perf_counter()
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_ratio)
+                acc = _StepAccumulator()
+                for m, indices in enumerate(window):
+                    features = setup.fetch(indices)
+                    batch = _to_device(strategy.collate(features), ctx.device)
+                    step_ctx = StepContext(step=step, total_steps=total, micro_step=m, accumulation=plan.accumulation)
+                    with _no_grad_sync(model, last_micro=m == len(window) - 1):
+                        with autocast:
+                            out = strategy.loss(model, batch, step_ctx)
+                        backward = out.terms[0] if out.terms is not None else out.loss / plan.accumulation
+                        backward.backward()
+                    acc.add(out, sum(int(f["input_ids"].numel()) for f in features))
+                if acc.uses_terms:  # one token-weighted mean over every rank and micro-step
+                    den = all_reduce_sum(ctx, torch.tensor([acc.terms_den], dtype=torch.float64)).item()
+                    scale = ctx.world_size / den if den > 0 else 0.0
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad.mul_(scale)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                micro_index += plan.accumulation
+                loss, metrics, tokens = acc.reduce(ctx)
+                last_loss = loss
+                elapsed = time.perf_counter() - started
+                record = {"step": step, "epoch": epoch, "loss": loss,
+                          "lr": optimizer.param_groups[0]["lr"], "grad_norm": _as_float(grad_norm),
+                          "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0, **metrics}
+                if setup.on_step is not None:
+                    setup.on_step(step, [i for w in window for i in w])
+                if ctx.is_main:
+                    assert metrics_log is not None
+                    metrics_log.write(record)
+                    history.append(record)
+                    progress.update(step, loss, record["tokens_per_s"])
+                    setup.observe("specforge_on_step_end", step=step, metrics=record)
+                if cfg.save_every and step % cfg.save_every == 0 and step < total:
+                    last_ckpt = save()
+                kill_point(f"step:{step}", ctx.rank)
+            if micro_index + plan.accumulation > len(batches):
+                epoch, micro_index = epoch + 1, 0
+        last_ckpt = save()
+    finally:
+        progress.close()
+        if metrics_log is not None:
+            metrics_log.close()
+    barrier(ctx)
+    assert last_ckpt is not None
+    return TrainResult(steps=step, final_loss=last_loss, checkpoint=last_ckpt, history=history)
