@@ -114,7 +114,7 @@ def test_two_processes_train_with_equal_batches(tiny_target, chats, tmp_path, to
     assert (tmp_path / "r" / "checkpoints" / f"step-{2 * TWO_RANK_STEPS:08d}" / "rng-rank1.pt").is_file()
 
 
-@pytest.mark.parametrize("kill_at", ["step:3", "ckpt-write:2"])
+@pytest.mark.parametrize("kill_at", ["step:3", "ckpt-write:4"])
 def test_a_killed_two_rank_run_resumes_exactly(tiny_target, chats, tmp_path, kill_at):
     two = ("--nproc-per-node", "2")
     specforge(*train_args(tiny_target, chats, tmp_path, "whole", *two))

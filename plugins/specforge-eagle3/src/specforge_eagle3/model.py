@@ -1,0 +1,166 @@
+"""The EAGLE3 draft: one Llama-style decoder layer over [token embedding ; fused target features].
+
+Weights are named as SGLang's ``LlamaForCausalLMEagle3`` loads them (``midlayer.*``, ``fc``,
+``norm``, ``lm_head``, ``d2t``, ``t2d``). The token embedding and the target's lm_head are frozen
+copies of the target's; they are not trained, not checkpointed and not exported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from specforge.nn.attention import causal_mask
+from specforge.nn.mlp import SwiGLUMLP
+from specforge.nn.norm import RMSNorm
+from specforge.nn.rope import RotaryEmbedding
+from specforge_eagle3.attention import Eagle3Attention, TTTCache
+from specforge_eagle3.loss import soft_cross_entropy, step_accuracy
+from specforge_eagle3.teacher import build_teacher, shift_left
+
+
+@dataclass(frozen=True)
+class Eagle3Config:
+    """Shape of a draft; everything ``config.json`` records, nothing learned."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int
+    draft_vocab_size: int
+    target_hidden_size: int
+    aux_layer_ids: tuple[int, ...]
+    rope: Mapping[str, Any]
+    rms_norm_eps: float = 1e-6
+    max_position_embeddings: int = 4096
+    hidden_act: str = "silu"
+    initializer_range: float = 0.02
+    ttt_length: int = 7
+    target_config: Mapping[str, Any] = field(default_factory=dict)  # token ids etc. copied to exports
+
+
+class Eagle3DecoderLayer(nn.Module):
+    """One TTT step: ``g' = g + attn([norm(e) ; norm(g)])``, ``out = g' + mlp(norm(g'))``."""
+
+    def __init__(self, cfg: Eagle3Config) -> None:
+        super().__init__()
+        h = cfg.hidden_size
+        self.input_layernorm = RMSNorm(h, cfg.rms_norm_eps)
+        self.hidden_norm = RMSNorm(h, cfg.rms_norm_eps)
+        self.self_attn = Eagle3Attention(h, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
+        self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
+        self.mlp = SwiGLUMLP(h, cfg.intermediate_size, cfg.hidden_act)
+
+    def forward(self, embeds: torch.Tensor, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: TTTCache, mask0: torch.Tensor) -> torch.Tensor:
+        """embeds, hidden [B, Sq, H] -> [B, Sq, H] (pre-final-norm: the next step's hidden)."""
+        x = torch.cat([self.input_layernorm(embeds), self.hidden_norm(hidden)], dim=-1)  # [B, Sq, 2H]
+        hidden = hidden + self.self_attn(x, cos, sin, cache, mask0)
+        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+
+
+class Eagle3Draft(nn.Module):
+    """The trainable draft plus the frozen target pieces it needs (embedding, teacher lm_head)."""
+
+    def __init__(self, cfg: Eagle3Config, embed_weight: torch.Tensor,
+                 target_head_weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.config = cfg
+        h, v, vd = cfg.hidden_size, cfg.vocab_size, cfg.draft_vocab_size
+        if tuple(embed_weight.shape) != (v, h):
+            raise ValueError(f"target embedding has shape {tuple(embed_weight.shape)}, expected ({v}, {h})")
+        dtype = torch.get_default_dtype()
+        # frozen copies, not initialised first: a 150k-row embedding takes seconds to randomise
+        self.embed_tokens = nn.Embedding(v, h, _weight=embed_weight.detach().to(dtype).clone(), _freeze=True)
+        self.fc = nn.Linear(len(cfg.aux_layer_ids) * cfg.target_hidden_size, h, bias=False)
+        self.midlayer = Eagle3DecoderLayer(cfg)
+        self.norm = RMSNorm(h, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(h, vd, bias=False)
+        self.target_head: nn.Linear | None = None
+        if target_head_weight is not None:
+            if tuple(target_head_weight.shape) != (v, cfg.target_hidden_size):
+                raise ValueError(f"target lm_head has shape {tuple(target_head_weight.shape)}, "
+                                 f"expected ({v}, {cfg.target_hidden_size})")
+            self.target_head = nn.Linear(cfg.target_hidden_size, v, bias=False, device="meta")
+            self.target_head.weight = nn.Parameter(target_head_weight.detach().to(dtype).clone(),
+                                                   requires_grad=False)
+        self.register_buffer("d2t", torch.zeros(vd, dtype=torch.int64))  # identity until set
+        self.register_buffer("t2d", torch.zeros(v, dtype=torch.bool))
+        self.t2d[:vd] = True
+        self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope, cfg.max_position_embeddings)
+        self.vocab_provenance: dict[str, Any] = {}
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and module.weight.requires_grad:
+                nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+
+    # ------------------------------------------------------------ pieces (decoding uses them)
+
+    def set_vocab(self, d2t: torch.Tensor, t2d: torch.Tensor) -> None:
+        if d2t.shape != self.d2t.shape or t2d.shape != self.t2d.shape:
+            raise ValueError(f"vocab mapping of sizes ({d2t.numel()}, {t2d.numel()}) does not fit a draft "
+                             f"with draft_vocab_size {self.d2t.numel()} and vocab {self.t2d.numel()}")
+        with torch.no_grad():
+            self.d2t.copy_(d2t)
+            self.t2d.copy_(t2d)
+
+    def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
+        return draft_ids + self.d2t[draft_ids]
+
+    def fuse(self, features: torch.Tensor) -> torch.Tensor:
+        """Concatenated target layers [B, S, 3*Ht] -> the step-0 hidden [B, S, H]."""
+        return self.fc(features.to(self.fc.weight.dtype))
+
+    def step(self, input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor,
+             cache: TTTCache, mask0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One TTT step: ids [B, Sq], hidden [B, Sq, H], positions [B, Sq] ->
+        (next hidden [B, Sq, H] before the final norm, logits [B, Sq, Vd])."""
+        embeds = self.embed_tokens(input_ids).to(hidden.dtype)
+        cos, sin = self.rotary(position_ids, hidden.dtype)
+        out = self.midlayer(embeds, hidden, cos, sin, cache, mask0)
+        return out, self.lm_head(self.norm(out))
+
+    # ------------------------------------------------------------ training forward
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The whole TTT unroll of a batch; returns per-step loss terms [T] for the strategy's loss.
+
+        batch: input_ids, loss_mask, attention_mask [B, S]; hidden_states [B, S, 3*Ht];
+        last_hidden [B, S, Ht]; optional position_ids [B, S].
+        """
+        if self.target_head is None:
+            raise ValueError("this draft has no target lm_head (TargetInfo.lm_head_weight was None), "
+                             "so it cannot compute the training teacher")
+        input_ids = batch["input_ids"]
+        bsz, seq_len = input_ids.shape
+        attention_mask = batch.get("attention_mask")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        positions = batch.get("position_ids")
+        if positions is None:
+            positions = torch.arange(seq_len, device=input_ids.device).expand(bsz, seq_len)
+        steps = self.config.ttt_length
+        teacher = build_teacher(batch["last_hidden"], batch["loss_mask"], attention_mask,
+                                self.target_head.weight, self.t2d, steps)
+        mask0 = causal_mask(attention_mask, seq_len)  # [B, 1, S, S]
+        ids = shift_left(input_ids)  # position t embeds x_{t+1}
+        hidden = self.fuse(batch["hidden_states"])  # [B, S, H]
+        cache = TTTCache()
+        plosses, correct, counted = [], [], []
+        for k in range(steps):
+            hidden, logits = self.step(shift_left(ids, k), hidden, positions + k, cache, mask0)
+            target = teacher.step(k)
+            plosses.append(soft_cross_entropy(logits, target.probs, target.position_mask))
+            hits, total = step_accuracy(logits, self.d2t, target.target_ids, target.loss_mask)
+            correct.append(hits)
+            counted.append(total)
+        return {"ploss": torch.stack(plosses), "correct": torch.stack(correct),
+                "counted": torch.stack(counted)}

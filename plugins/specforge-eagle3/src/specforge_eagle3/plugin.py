@@ -1,0 +1,17 @@
+"""The ``specforge`` entry point of specforge-eagle3: registration only, no torch import."""
+
+from __future__ import annotations
+
+from specforge.plugin import StrategySpec, hookimpl
+from specforge_eagle3.options import Eagle3Options
+
+
+@hookimpl
+def specforge_register_strategies(register) -> None:
+    register(StrategySpec(
+        name="eagle3",
+        summary="EAGLE3: one-layer draft on fused low/mid/high target features, trained with a "
+                "7-step training-time test, served by SGLang",
+        factory="specforge_eagle3.strategy:Eagle3Strategy",
+        options=Eagle3Options,
+    ))

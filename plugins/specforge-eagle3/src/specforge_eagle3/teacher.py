@@ -1,0 +1,81 @@
+"""What the draft is trained toward: the shifted target distribution over the draft vocabulary.
+
+Position t of the batch feeds the draft token x_{t+1} and feature a_t, and is trained toward
+the target's distribution given h_{t+1} (its prediction of x_{t+2}). The last real position of
+each sample has no h_{t+1}, so its loss mask is cleared (as offline EAGLE3 training does). TTT
+step k reads every teacher tensor at t+k: they are padded with ``ttt_length`` positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def shift_left(x: torch.Tensor, n: int = 1) -> torch.Tensor:
+    """Drop the first ``n`` positions of dim 1 and append ``n`` zeros: [B, S, ...] -> [B, S, ...]."""
+    if n == 0:
+        return x
+    pad = torch.zeros_like(x[:, :n])
+    return torch.cat([x[:, n:], pad], dim=1)
+
+
+def pad_right(x: torch.Tensor, n: int, value: float = 0.0) -> torch.Tensor:
+    """Append ``n`` positions filled with ``value`` along dim 1."""
+    pad = torch.full_like(x[:, :1], value).expand(x.shape[0], n, *x.shape[2:])
+    return torch.cat([x, pad], dim=1)
+
+
+@dataclass
+class StepTeacher:
+    """Teacher tensors for one TTT step, aligned with the draft's positions [B, S]."""
+
+    probs: torch.Tensor  # [B, S, Vd] target distribution renormalised over the draft vocab (>= fp32)
+    target_ids: torch.Tensor  # [B, S] target argmax over the full vocab
+    position_mask: torch.Tensor  # [B, S] loss_mask and "argmax is in the draft vocab"
+    loss_mask: torch.Tensor  # [B, S] loss_mask (accuracy denominator)
+
+
+@dataclass
+class Teacher:
+    """Teacher tensors for all steps, padded to S + ttt_length positions."""
+
+    probs: torch.Tensor  # [B, S+T, Vd]
+    target_ids: torch.Tensor  # [B, S+T]
+    position_mask: torch.Tensor  # [B, S+T]
+    loss_mask: torch.Tensor  # [B, S+T]
+    seq_len: int
+
+    def step(self, k: int) -> StepTeacher:
+        """Step k reads the teacher at position t+k."""
+        window = slice(k, k + self.seq_len)
+        return StepTeacher(self.probs[:, window], self.target_ids[:, window],
+                           self.position_mask[:, window], self.loss_mask[:, window])
+
+
+@torch.no_grad()
+def build_teacher(last_hidden: torch.Tensor, loss_mask: torch.Tensor, attention_mask: torch.Tensor,
+                  head_weight: torch.Tensor, t2d: torch.Tensor, ttt_length: int) -> Teacher:
+    """Shift, apply the frozen target lm_head, renormalise over the draft vocab, pad for TTT.
+
+    last_hidden [B, S, H] (the lm_head input, after the target's final norm); loss_mask and
+    attention_mask [B, S]; head_weight [V, H]; t2d [V] bool.
+    """
+    seq_len = last_hidden.shape[1]
+    hidden = shift_left(last_hidden.to(head_weight.dtype))  # [B, S, H]: h_{t+1}
+    work = torch.promote_types(head_weight.dtype, torch.float32)  # fp32, or fp64 in exact tests
+    logits = (hidden @ head_weight.T).to(work)  # [B, S, V]
+    target_ids = logits.argmax(-1)  # [B, S]
+    probs = torch.softmax(logits[..., t2d], dim=-1)  # [B, S, Vd]
+    has_next = shift_left(attention_mask.long())  # [B, S]: 1 where x_{t+1} is a real token
+    mask = loss_mask.to(work) * has_next.to(work)  # [B, S]
+    position_mask = mask * t2d[target_ids].to(work)  # [B, S]
+    vd = probs.shape[-1]
+    return Teacher(
+        probs=pad_right(probs, ttt_length, 1.0 / vd),
+        target_ids=pad_right(target_ids, ttt_length),
+        position_mask=pad_right(position_mask, ttt_length),
+        loss_mask=pad_right(mask, ttt_length),
+        seq_len=seq_len,
+    )
