@@ -126,6 +126,8 @@ def _plan_lines(config: Any) -> list[str]:
 @click.option("--init-draft", type=click.Path(exists=True),
               help="Warm-start the draft's weights and extra state from a run or checkpoint (new optimizer).")
 @click.option("--nproc-per-node", type=int, help="Processes on this machine (launches torchrun).  [default: 1]")
+@click.option("--role", type=click.Choice(["auto", "coordinator", "producer", "trainer"]),
+              help="disaggregated topology: this process's role across machines.  [default: auto]")
 @click.option("--plan", is_flag=True, help="Print the resolved plan and exit (imports no torch).")
 def run_command(config_file: str | None, sets: Sequence[str], plan: bool, **flags: Any) -> None:
     """Train a draft model: capture target features, train, export, evaluate."""

@@ -105,6 +105,7 @@ FLAG_KEYS: dict[str, str] = {  # command-line flag (click dest) -> section.key
     "topology": "run.topology", "target_model": "target.model", "data": "data.path",
     "output_dir": "run.output_dir", "name": "run.name", "resume": "training.resume",
     "init_draft": "training.init_draft", "nproc_per_node": "training.nproc_per_node",
+    "role": "topology.role",
 }
 
 

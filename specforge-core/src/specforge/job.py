@@ -16,7 +16,7 @@ class Job:
     config: RunConfig
     ctx: Any  # specforge.training.distributed.DistContext
     run_dir: Path
-    engine: TargetEngine
+    engine: TargetEngine | None  # None in processes that only train (disaggregated trainers)
     info: TargetInfo
     samples: list[Sample]
     stats: DataStats

@@ -31,7 +31,7 @@ class RunOutcome:
 
 def _eval_engine(job: Job) -> Any:
     dtype = job.config.eval.dtype or job.config.target.dtype
-    if dtype == job.config.target.dtype:
+    if dtype == job.config.target.dtype and job.engine is not None:
         return job.engine, False
     engine = job.config.components["target_engine"].build(model_path=job.config.target.model, dtype=dtype,
                                                            device=str(job.ctx.device))

@@ -6,6 +6,7 @@ the resolved config; inside torchrun the same command is the worker.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -18,6 +19,7 @@ from specforge.config import RunConfig
 from specforge.errors import ConfigError, SpecforgeError
 
 log = logging.getLogger(__name__)
+STORE_ENV = "SPECFORGE_STORE_DESCRIPTOR"  # set by a launcher: reopen its store instead of building one
 
 
 @dataclass(frozen=True)
@@ -103,33 +105,40 @@ def _link_last(run_dir: Path) -> None:
 def run(config: RunConfig) -> Any:
     from specforge.training.distributed import inside_torchrun
 
+    topology = config.components["topology"].build()
+    launch = getattr(topology, "launch", None)
+    if callable(launch):  # the topology places its own processes (e.g. producers and trainers)
+        return launch(config)
     if config.training.nproc_per_node > 1 and not inside_torchrun():
         _launch_torchrun(config)
         return None
-    return _run_worker(config)
+    return run_worker(config, topology)
 
 
-def _run_worker(config: RunConfig) -> Any:
-    from specforge.data import load_samples
-    from specforge.job import Job
-    from specforge.registry import get_registry
+def prepare_run_dir(config: RunConfig, ctx: Any) -> tuple[RunConfig, Path | None]:
+    """Resolve --resume and the demo assets; rank 0 creates the run folder and runs/last."""
     from specforge.training import distributed
 
-    ctx = distributed.init(config.target.device)
     if ctx.world_size != config.training.nproc_per_node:
         config = config.replace("training", nproc_per_node=ctx.world_size)
     config, resume_from = _resume_checkpoint(config)
     config = _use_demo_assets(config)
-    run_dir = config.run_dir
     if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(config.to_toml())
-        _link_last(run_dir)
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        (config.run_dir / "config.toml").write_text(config.to_toml())
+        _link_last(config.run_dir)
     distributed.barrier(ctx)
+    return config, resume_from
 
-    engine = config.components["target_engine"].build(model_path=config.target.model, dtype=config.target.dtype,
-                                                      device=str(ctx.device))
-    info = engine.info()
+
+def assemble_job(config: RunConfig, ctx: Any, resume_from: Path | None, engine: Any = None,
+                 info: Any = None) -> Any:
+    """Data, strategy, store and observers around an engine (or, for trainers without one, its info)."""
+    from specforge.data import load_samples
+    from specforge.job import Job
+    from specforge.registry import get_registry
+
+    info = info if info is not None else engine.info()
     data = load_samples(config.data.path, info.tokenizer, max_length=config.data.max_length,
                         seed=config.run.seed, chat_template=config.data.chat_template or None,
                         skip_bad_lines=config.data.skip_bad_lines, max_samples=config.data.max_samples)
@@ -139,29 +148,52 @@ def _run_worker(config: RunConfig) -> Any:
         request.check_layers(info.num_layers)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    store = config.components["store"].build(root=run_dir / "features", namespace="features")
+    if os.environ.get(STORE_ENV):
+        from specforge.stores.reopen import open_store
+
+        store = open_store(json.loads(os.environ[STORE_ENV]))
+    else:
+        store = config.components["store"].build(root=config.run_dir / "features", namespace="features")
     registry = get_registry()
-    handle = RunHandle(config, run_dir, ctx.rank)
+    handle = RunHandle(config, config.run_dir, ctx.rank)
 
     def observe(hook: str, **kwargs: Any) -> None:
         if ctx.is_main:
             registry.call_observers(hook, run=handle, **kwargs)
 
-    job = Job(config=config, ctx=ctx, run_dir=run_dir, engine=engine, info=info, samples=list(data.samples),
-              stats=data.stats, strategy=strategy, request=request, store=store, observe=observe,
-              resume_from=resume_from, init_draft=_init_draft_checkpoint(config.training.init_draft))
-    observe("specforge_on_run_start")
-    try:
-        result = config.components["topology"].build().run(job)
-        observe("specforge_on_run_end", result=result)
-        if not ctx.is_main:
-            return None
-        log.info("trained %d steps, final loss %.4f, checkpoint %s", result.steps, result.final_loss,
-                 result.checkpoint)
-        from specforge.report import finish
+    return Job(config=config, ctx=ctx, run_dir=config.run_dir, engine=engine, info=info, samples=list(data.samples),
+               stats=data.stats, strategy=strategy, request=request, store=store, observe=observe,
+               resume_from=resume_from, init_draft=_init_draft_checkpoint(config.training.init_draft))
 
-        return finish(job, result)
+
+def build_engine(config: RunConfig, device: Any) -> Any:
+    return config.components["target_engine"].build(model_path=config.target.model, dtype=config.target.dtype,
+                                                    device=str(device))
+
+
+def train_and_report(job: Any, topology: Any) -> Any:
+    """Train through the topology, then (rank 0) export, evaluate and report."""
+    job.observe("specforge_on_run_start")
+    result = topology.run(job)
+    job.observe("specforge_on_run_end", result=result)
+    if not job.ctx.is_main:
+        return None
+    log.info("trained %d steps, final loss %.4f, checkpoint %s", result.steps, result.final_loss, result.checkpoint)
+    from specforge.report import finish
+
+    return finish(job, result)
+
+
+def run_worker(config: RunConfig, topology: Any) -> Any:
+    from specforge.training import distributed
+
+    ctx = distributed.init(config.target.device)
+    config, resume_from = prepare_run_dir(config, ctx)
+    engine = build_engine(config, ctx.device)
+    job = assemble_job(config, ctx, resume_from, engine=engine)
+    try:
+        return train_and_report(job, topology)
     finally:
-        store.close()
+        job.store.close()
         engine.close()
         distributed.shutdown()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from specforge.components import TopologySpec
 from specforge.plugin import hookimpl
-from specforge.topologies.options import OfflineOptions, OnlineOptions
+from specforge.topologies.options import DisaggregatedOptions, OfflineOptions, OnlineOptions
 
 
 @hookimpl
@@ -15,3 +15,7 @@ def specforge_register_topologies(register):
     register(TopologySpec(
         name="online", summary="capture and train batch by batch in one process group",
         factory="specforge.topologies.online:OnlineTopology", options=OnlineOptions, default_store="memory"))
+    register(TopologySpec(
+        name="disaggregated", summary="producer processes capture into a shared store, trainer processes consume",
+        factory="specforge.topologies.disaggregated:DisaggregatedTopology", options=DisaggregatedOptions,
+        default_store="disk", store_requires=frozenset({"cross_process"})))

@@ -41,7 +41,7 @@ class OfflineTopology:
                 log.info("capture: %s", line)
         by_index = [records.get(s.sample_id) for s in job.samples]
 
-        def fetch(indices):
+        def fetch(indices, epoch):
             return job.store.get_many([by_index[i] for i in indices])
 
         return run_training(job, plan, fetch)

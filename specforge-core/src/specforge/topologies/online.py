@@ -23,7 +23,7 @@ class OnlineTopology:
     def run(self, job: Job) -> TrainResult:
         generation = itertools.count()
 
-        def fetch(indices):
+        def fetch(indices, epoch):
             samples = [job.samples[i] for i in indices]
             features = job.engine.capture(samples, job.request)
             gen = next(generation)

@@ -29,7 +29,7 @@ from specforge.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[Sequence[int]], list[SampleFeatures]]
+Fetch = Callable[[Sequence[int], int], list[SampleFeatures]]  # (sample indices, epoch) -> features
 Observe = Callable[..., None]
 
 
@@ -51,7 +51,10 @@ class TrainSetup:
     resume_from: Path | None = None
     init_draft: Path | None = None
     seed: int = 0
-    on_step: Callable[[int, Sequence[int]], None] | None = None  # after each optimizer step: (step, sample ids)
+    # after each optimizer step: (step, epoch, this rank's sample indices of the step)
+    on_step: Callable[[int, int, Sequence[int]], None] | None = None
+    on_start: Callable[[int], None] | None = None  # before the first step: the step training starts from
+    extra_metrics: Callable[[], dict[str, float]] | None = None  # merged into each metrics line (rank 0)
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,8 @@ def train(setup: TrainSetup) -> TrainResult:
         return path
 
     epoch, micro_index = position.epoch, position.micro
+    if setup.on_start is not None:
+        setup.on_start(position.step)
     try:
         while step < total and epoch < plan.epochs:
             batches = plan.epoch_batches(epoch, ctx.rank)
@@ -215,7 +220,7 @@ def train(setup: TrainSetup) -> TrainResult:
                     group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_ratio)
                 acc = _StepAccumulator()
                 for m, indices in enumerate(window):
-                    features = setup.fetch(indices)
+                    features = setup.fetch(indices, epoch)
                     batch = _to_device(strategy.collate(features), ctx.device)
                     step_ctx = StepContext(step=step, total_steps=total, micro_step=m, accumulation=plan.accumulation)
                     with _no_grad_sync(model, last_micro=m == len(window) - 1):
@@ -242,7 +247,9 @@ def train(setup: TrainSetup) -> TrainResult:
                           "lr": optimizer.param_groups[0]["lr"], "grad_norm": _as_float(grad_norm),
                           "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0, **metrics}
                 if setup.on_step is not None:
-                    setup.on_step(step, [i for w in window for i in w])
+                    setup.on_step(step, epoch, [i for w in window for i in w])
+                if setup.extra_metrics is not None:
+                    record.update(setup.extra_metrics())
                 if ctx.is_main:
                     assert metrics_log is not None
                     metrics_log.write(record)
