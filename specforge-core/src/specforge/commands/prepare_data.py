@@ -42,9 +42,16 @@ def _template_args(pairs: tuple[str, ...]) -> dict:
 @click.option("--skip-bad-lines", is_flag=True, default=_DEFAULTS.skip_bad_lines,
               help="Skip and count malformed lines instead of stopping at the first.")
 @click.option("--color/--no-color", default=None, help="Colour trained tokens (default: when a terminal).")
+@click.option("--regenerate", "regenerate_to", type=click.Path(dir_okay=False), default=None,
+              help="Write a copy of the data whose assistant turns are the target's own greedy answers.")
+@click.option("--target-engine", default="hf", show_default=True, help="Engine used by --regenerate.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Longest regenerated reply.")
+@click.option("--dtype", default="float32", show_default=True, help="Target dtype for --regenerate.")
 def command(*, data: tuple[str, ...], target_model: str, chat_template: str | None, template_arg: tuple[str, ...],
             max_length: int, preview: int, seed: int, max_samples: int, min_loss_tokens: int,
-            skip_bad_lines: bool, color: bool | None) -> None:
+            skip_bad_lines: bool, color: bool | None, regenerate_to: str | None, target_engine: str,
+            max_new_tokens: int, dtype: str) -> None:
     """Tokenize conversations with the target's chat template and show what will be trained.
 
     Trained tokens (assistant replies and their end-of-turn) are shown [[like this]], or in
@@ -54,6 +61,10 @@ def command(*, data: tuple[str, ...], target_model: str, chat_template: str | No
     from specforge.data.preview import ANSI_GREEN, BRACKETS, highlight, stats_lines
 
     tokenizer = load_tokenizer(target_model)
+    if regenerate_to:
+        data = (_regenerate(list(data), target_model, tokenizer, regenerate_to, target_engine=target_engine,
+                            max_new_tokens=max_new_tokens, dtype=dtype, chat_template=chat_template,
+                            template_kwargs=_template_args(template_arg), skip_bad_lines=skip_bad_lines),)
     loaded = load_samples(list(data), tokenizer, max_length=max_length, seed=seed,
                           chat_template=chat_template, template_kwargs=_template_args(template_arg),
                           skip_bad_lines=skip_bad_lines, max_samples=max_samples,
@@ -66,3 +77,25 @@ def command(*, data: tuple[str, ...], target_model: str, chat_template: str | No
         click.echo(highlight(tokenizer, sample, marks), color=use_color)
     for line in stats_lines(loaded.stats, loaded.report):
         click.echo(line)
+
+
+def _regenerate(data: list[str], target_model: str, tokenizer, out: str, *, target_engine: str,
+                max_new_tokens: int, dtype: str, chat_template: str | None, template_kwargs: dict,
+                skip_bad_lines: bool) -> str:
+    from specforge.data.regenerate import regenerate
+    from specforge.evaluation.evaluate import stop_ids
+    from specforge.options import build_options
+    from specforge.registry import get_registry
+
+    reg = get_registry().get("target_engine", target_engine)
+    engine = reg.spec.load()(build_options(reg.spec.options, {}, "target_engine"), model_path=target_model,
+                             dtype=dtype, device="auto")
+    try:
+        report = regenerate(data, engine, tokenizer, out, max_new_tokens=max_new_tokens,
+                            stop_ids=stop_ids(tokenizer), chat_template=chat_template,
+                            template_kwargs=template_kwargs, skip_bad_lines=skip_bad_lines)
+    finally:
+        engine.close()
+    click.echo(f"regenerated {report.turns} assistant turns in {report.conversations} conversations "
+               f"with {target_engine} -> {report.out_path}")
+    return str(report.out_path)
