@@ -1,0 +1,180 @@
+"""The DFlash draft: Qwen3-style layers whose keys/values also cover the injected target context.
+
+It owns no embedding and no lm_head: the target's are held frozen (``requires_grad=False``).
+``hidden_norm(fc(concat of K target layers))`` is computed once and projected into extra
+keys/values by every layer; queries come only from the noise block (facts §3.1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from specforge.nn.mlp import SwiGLUMLP
+from specforge.nn.norm import RMSNorm
+from specforge.nn.rope import RotaryEmbedding, apply_rotary
+from specforge_dflash.anchors import block_positions
+from specforge_dflash.attention import AttentionPlan, attend, plan_attention
+from specforge_dflash.draft_config import DFlashConfig
+from specforge_dflash.loss import map_kept_blocks, token_ce
+
+FROZEN = ("embed_tokens.weight", "lm_head.weight")
+INIT_STD = 0.02
+
+
+class Rope:
+    """cos/sin [B, L, D] for the context positions and the block positions of one forward."""
+
+    def __init__(self, cos_ctx, sin_ctx, cos_blk, sin_blk) -> None:
+        self.cos_ctx, self.sin_ctx, self.cos_blk, self.sin_blk = cos_ctx, sin_ctx, cos_blk, sin_blk
+
+    def context(self, x: torch.Tensor) -> torch.Tensor:
+        return apply_rotary(x, self.cos_ctx, self.sin_ctx)
+
+    def block(self, x: torch.Tensor) -> torch.Tensor:
+        return apply_rotary(x, self.cos_blk, self.sin_blk)
+
+
+class DFlashAttention(nn.Module):
+    """Qwen3 attention (per-head q/k norm, GQA) with the context as extra keys/values."""
+
+    def __init__(self, cfg: DFlashConfig, layer_type: str) -> None:
+        super().__init__()
+        h, hd = cfg.hidden_size, cfg.head_dim
+        self.layer_type, self.head_dim, self.scale = layer_type, hd, hd ** -0.5
+        self.q_proj = nn.Linear(h, cfg.num_attention_heads * hd, bias=False)
+        self.k_proj = nn.Linear(h, cfg.num_key_value_heads * hd, bias=False)
+        self.v_proj = nn.Linear(h, cfg.num_key_value_heads * hd, bias=False)
+        self.o_proj = nn.Linear(cfg.num_attention_heads * hd, h, bias=False)
+        self.q_norm = RMSNorm(hd, eps=cfg.rms_norm_eps)
+        self.k_norm = RMSNorm(hd, eps=cfg.rms_norm_eps)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(*x.shape[:2], x.shape[-1] // self.head_dim, self.head_dim)  # [B, L, heads, D]
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, rope: Rope, plan: AttentionPlan) -> torch.Tensor:
+        B, Q, _ = x.shape
+        q = self.q_norm(self._heads(self.q_proj(x))).transpose(1, 2)  # [B, Hq, Q, D]
+        k_blk = self.k_norm(self._heads(self.k_proj(x))).transpose(1, 2)  # [B, Hkv, Q, D]
+        v_blk = self._heads(self.v_proj(x)).transpose(1, 2)
+        k_ctx = self.k_norm(self._heads(self.k_proj(ctx))).transpose(1, 2)  # [B, Hkv, S, D]
+        v_ctx = self._heads(self.v_proj(ctx)).transpose(1, 2)
+        q, k_blk, k_ctx = rope.block(q), rope.block(k_blk), rope.context(k_ctx)
+        out = attend(plan, self.layer_type, q, k_ctx, v_ctx, k_blk, v_blk, self.scale)  # [B, Hq, Q, D]
+        return self.o_proj(out.transpose(1, 2).reshape(B, Q, -1))
+
+
+class DFlashDecoderLayer(nn.Module):
+    def __init__(self, cfg: DFlashConfig, layer_type: str) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps)
+        self.self_attn = DFlashAttention(cfg, layer_type)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps)
+        self.mlp = SwiGLUMLP(cfg.hidden_size, cfg.intermediate_size)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, rope: Rope, plan: AttentionPlan) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), ctx, rope, plan)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class DFlashDraftModel(nn.Module):
+    """``forward`` drafts blocks at ``anchors`` from the context features; see ``forward``."""
+
+    def __init__(self, config: DFlashConfig, embed_weight: torch.Tensor, lm_head_weight: torch.Tensor, *,
+                 attention: str = "auto", loss_chunk_blocks: int = 128) -> None:
+        super().__init__()
+        self.config = config
+        self.attention_backend = attention
+        self.loss_chunk_blocks = loss_chunk_blocks
+        h, v = config.hidden_size, config.vocab_size
+        for name, w in (("embed_weight", embed_weight), ("lm_head_weight", lm_head_weight)):
+            if w is None or tuple(w.shape) != (v, h):
+                got = None if w is None else tuple(w.shape)
+                raise ValueError(f"target {name} must be [{v}, {h}] (vocab, hidden), got {got}; the target "
+                                 "engine's info() must provide the frozen embedding and lm_head")
+        self.fc = nn.Linear(config.context_width, h, bias=False)
+        self.hidden_norm = RMSNorm(h, eps=config.rms_norm_eps)
+        self.layers = nn.ModuleList(DFlashDecoderLayer(config, t) for t in config.layer_types)
+        self.norm = RMSNorm(h, eps=config.rms_norm_eps)
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_parameters,
+                                      config.max_position_embeddings)  # frequencies: not a buffer
+        self.build_extra_modules()
+        self._init_trainable()
+        self.to(device=embed_weight.device, dtype=embed_weight.dtype)
+        # Frozen target weights, shared with the engine (no copy); set after .to() so they stay shared.
+        self.embed_tokens = nn.Embedding(v, h, _weight=embed_weight.detach(), _freeze=True)
+        self.lm_head = nn.Linear(h, v, bias=False, device="meta")
+        self.lm_head.weight = nn.Parameter(lm_head_weight.detach(), requires_grad=False)
+
+    def build_extra_modules(self) -> None:
+        """Hook for subclasses (Domino's correction head); created before initialisation."""
+
+    @torch.no_grad()
+    def _init_trainable(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, INIT_STD)
+            elif isinstance(module, nn.GRU):
+                for p in module.parameters():
+                    p.normal_(0.0, INIT_STD)
+
+    # ------------------------------------------------------------------ forward
+
+    def hidden(self, hidden_states: torch.Tensor, block_ids: torch.Tensor, anchors: torch.Tensor,
+               keep: torch.Tensor) -> torch.Tensor:
+        """Draft output (after the final norm) for every block slot: [B, N·bs, H]."""
+        cfg = self.config
+        B, S, width = hidden_states.shape
+        if width != cfg.context_width:
+            raise ValueError(
+                f"context features are {width} wide but this draft reads {len(cfg.target_layer_ids)} target "
+                f"layers {list(cfg.target_layer_ids)} of {cfg.hidden_size} = {cfg.context_width}; capture "
+                "the features with the same strategy.target_layer_ids as the draft")
+        dtype = self.fc.weight.dtype
+        ctx = self.hidden_norm(self.fc(hidden_states.to(dtype)))  # [B, S, H]
+        x = self.embed_tokens(block_ids).to(dtype)  # [B, N·bs, H]
+        ctx_pos = torch.arange(S, device=x.device).expand(B, S)
+        cos_c, sin_c = self.rotary(ctx_pos, dtype)
+        cos_b, sin_b = self.rotary(block_positions(anchors, cfg.block_size), dtype)
+        rope = Rope(cos_c, sin_c, cos_b, sin_b)
+        windows = {t: cfg.window_of(t) for t in dict.fromkeys(cfg.layer_types)}
+        plan = plan_attention(anchors, keep, S, cfg.block_size, windows, self.attention_backend)
+        for layer in self.layers:
+            x = layer(x, ctx, rope, plan)
+        return self.norm(x)
+
+    def forward(self, hidden_states: torch.Tensor, block_ids: torch.Tensor, anchors: torch.Tensor,
+                keep: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Blocks ``block_ids`` [B, N·bs] at ``anchors`` [B, N] over context ``hidden_states`` [B, S, K·H].
+
+        Without ``labels``: ``{"logits": [B, N, bs, V]}``. With ``labels`` [B, N, bs]:
+        ``{"ce", "correct"}`` per slot, computed in chunks (logits never exist for all blocks).
+        """
+        B, N = anchors.shape
+        h = self.hidden(hidden_states, block_ids, anchors, keep).view(B, N, self.config.block_size, -1)
+        if labels is None:
+            return {"logits": self.lm_head(h)}
+        ce, correct = map_kept_blocks(self._slot_losses, (h, labels), keep, self.loss_chunk_blocks)
+        return {"ce": ce, "correct": correct}
+
+    def _slot_losses(self, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return token_ce(self.lm_head(h), labels)
+
+    @torch.no_grad()
+    def draft_block(self, hidden_states: torch.Tensor, first_token: int) -> torch.Tensor:
+        """Greedy tokens for slots 1..bs-1 of one block after context ``hidden_states`` [S, K·H]."""
+        cfg = self.config
+        S = hidden_states.shape[0]
+        device = self.fc.weight.device
+        block = torch.full((1, cfg.block_size), cfg.mask_token_id, dtype=torch.long, device=device)
+        block[0, 0] = first_token
+        anchors = torch.tensor([[S]], device=device)
+        keep = torch.ones(1, 1, dtype=torch.bool, device=device)
+        logits = self(hidden_states[None].to(device), block, anchors, keep)["logits"]  # [1, 1, bs, V]
+        return logits[0, 0, 1:].argmax(-1)
+
+    # ------------------------------------------------------------------ export
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Every weight but the frozen target ones (what checkpoints and exports keep)."""
+        return {k: v for k, v in self.state_dict().items() if k not in FROZEN}

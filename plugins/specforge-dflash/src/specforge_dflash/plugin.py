@@ -1,0 +1,16 @@
+"""Registers the ``dflash`` strategy; imports no torch."""
+
+from __future__ import annotations
+
+from specforge.plugin import StrategySpec, hookimpl
+from specforge_dflash.options import DFlashOptions
+
+
+@hookimpl
+def specforge_register_strategies(register) -> None:
+    register(StrategySpec(
+        name="dflash",
+        summary="DFlash: block-parallel drafter fed target layers by KV injection",
+        factory="specforge_dflash.strategy:DFlashStrategy",
+        options=DFlashOptions,
+    ))
