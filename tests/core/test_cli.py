@@ -73,7 +73,8 @@ def test_plugins_kind_filter():
 
 
 def test_unknown_first_party_store_says_what_to_install():
-    proc = run_specforge("run", "--strategy", "example-medusa", "--store", "mooncake", "--plan", check=False)
+    proc = run_specforge("run", "--strategy", "example-medusa", "--store", "mooncake", "--plan", check=False,
+                         env={"SPECFORGE_DISABLE_PLUGINS": "specforge-mooncake"})
     assert proc.returncode == 2
     assert "feature store 'mooncake' is not installed: pip install specforge-mooncake" in proc.stderr
 

@@ -144,3 +144,23 @@ def test_section_validation_rejects_impossible_values(reg):
         resolve(reg, flags=BASE, sets=["training.batch_size=0"])
     with pytest.raises(ConfigError, match=r"training\.parallel must be 'ddp' or 'fsdp'"):
         resolve(reg, flags=BASE, sets=['training.parallel="zero3"'])
+
+
+class DemoTuned:
+    @hookimpl
+    def specforge_register_strategies(self, register):
+        register(StrategySpec(name="tuned", summary="", factory="math:sqrt", options=AlgoOptions,
+                              demo={"strategy": {"ttt_length": 3}, "training": {"lr": 0.005}}))
+
+
+def test_demo_settings_apply_only_to_the_embedded_demo_and_only_where_unset(monkeypatch):
+    monkeypatch.setenv("SPECFORGE_LOAD_PLUGINS", "")
+    monkeypatch.setattr(registry, "BUILTIN_MODULES", ())
+    reg = registry.load_registry([("components", Components()), ("tuned", DemoTuned())])
+    flags = dict(BASE, strategy="tuned")
+    demo = resolve(reg, flags=flags)
+    assert (demo.training.lr, demo.training.batch_size, demo.strategy.options.ttt_length) == (0.005, 8, 3)
+    mine = resolve(reg, flags=flags, sets=["training.batch_size=2", "strategy.ttt_length=5"])
+    assert (mine.training.batch_size, mine.strategy.options.ttt_length) == (2, 5)
+    real = resolve(reg, flags=dict(flags, target_model="/models/x", data="chats.jsonl"))
+    assert (real.training.lr, real.training.batch_size, real.strategy.options.ttt_length) == (1e-4, 1, 7)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,9 +52,16 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class StrategySpec(ComponentSpec):
-    """A draft algorithm. ``factory(options) -> Strategy``."""
+    """A draft algorithm. ``factory(options) -> Strategy``.
+
+    ``demo`` holds settings for the embedded demo (``{"strategy": {"block_size": 8},
+    "training": {"lr": 1e-3}}``), applied only when the user gives no target and no data, and
+    only to keys the user did not set.
+    """
 
     kind: ClassVar[str] = "strategy"
+
+    demo: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

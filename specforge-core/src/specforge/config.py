@@ -188,6 +188,28 @@ def _parse_sets(sets: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
+    # The embedded demo is small and short: a higher lr and bigger batches than a real run.
+    "training": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup_ratio": 0.05, "max_grad_norm": 1.0},
+    "data": {"max_length": 256},
+}
+
+
+def _apply_demo_defaults(raw: dict[str, dict[str, Any]], registry: Registry, strategy: str | None) -> None:
+    """Settings for the embedded demo, under everything the user set (core first, then the strategy's)."""
+    layers = [DEMO_DEFAULTS]
+    if strategy and strategy in registry.names("strategy"):
+        layers.append(getattr(registry.get("strategy", strategy).spec, "demo", {}) or {})
+    merged: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            merged.setdefault(section, {}).update(values)
+    for section, values in merged.items():
+        target = raw.setdefault(section, {})
+        for key, value in values.items():
+            target.setdefault(key, value)
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
@@ -216,6 +238,9 @@ def resolve(registry: Registry, *, config_file: str | Path | None = None,
         raw.setdefault(section, {})[key] = value
     _merge(raw, _parse_sets(sets), "--set")
 
+    strategy_name = raw.get("run", {}).get("strategy")
+    if not raw.get("target", {}).get("model") and not raw.get("data", {}).get("path"):
+        _apply_demo_defaults(raw, registry, strategy_name)
     core = {name: build_options(cls, raw.get(name, {}), name) for name, cls in CORE_SECTIONS.items()}
     run: RunSection = core["run"]
 
