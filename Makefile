@@ -11,7 +11,7 @@ TEST_PACKAGES := -e specforge-core[train,report,test] \
 	-e plugins/specforge-eagle3 -e plugins/specforge-dflash -e plugins/specforge-domino \
 	-e plugins/specforge-mooncake -e plugins/specforge-sglang \
 	-e tests/fixtures/specforge-example
-DEMO_ARGS ?=
+DEMO_ARGS ?= --strategy eagle3
 PYTEST_ARGS ?=
 
 .PHONY: demo test install install-test lint
