@@ -26,6 +26,7 @@ EXPECTED_FILES = {
     "src/specforge_my_draft/plugin.py",
     "src/specforge_my_draft/options.py",
     "src/specforge_my_draft/strategy.py",
+    "src/specforge_my_draft/model.py",
     "tests/test_kit.py",
 }
 
@@ -74,9 +75,11 @@ def test_generated_code_parses_and_has_no_placeholders_left(tmp_path: Path) -> N
             if path.suffix == ".py":
                 ast.parse(text, filename=str(path))
     strategy = (dest / "src/specforge_my_draft/strategy.py").read_text()
-    assert "class MyDraftStrategy" in strategy and "class MyDraftDraft" in strategy
-    assert re.search(r"# ---- TODO\(author\): model.*# ---- end TODO\(author\): model", strategy, re.S)
-    assert re.search(r"# ---- TODO\(author\): loss.*# ---- end TODO\(author\): loss", strategy, re.S)
+    model = (dest / "src/specforge_my_draft/model.py").read_text()
+    assert "class MyDraftStrategy" in strategy and "class MyDraftDraft" in model
+    assert "import torch" not in strategy, "--plan imports the strategy module: no torch at its top level"
+    assert re.search(r"# ---- TODO\(author\): model.*# ---- end TODO\(author\): model", model, re.S)
+    assert re.search(r"# ---- TODO\(author\): loss.*# ---- end TODO\(author\): loss", model, re.S)
     assert 'strategy_name = "my-draft"' in (dest / "tests/test_kit.py").read_text()
 
 

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,10 +91,10 @@ def test_scaffold_is_listed_fails_its_kit_until_filled_and_then_passes(installed
     assert "NotImplementedError: TODO(author)" in unfilled.stdout
     assert re.search(r"\b\d+ failed\b", unfilled.stdout), unfilled.stdout
 
-    strategy = dest / "src" / f"specforge_{name.replace('-', '_')}" / "strategy.py"
+    model = dest / "src" / f"specforge_{name.replace('-', '_')}" / "model.py"
     prefix = "".join(p.capitalize() for p in name.split("-"))
-    text = _fill(strategy.read_text(), "model", MODEL.format(prefix=prefix))
-    strategy.write_text(_fill(text, "loss", LOSS))
+    text = _fill(model.read_text(), "model", MODEL.format(prefix=prefix))
+    model.write_text(_fill(text, "loss", textwrap.indent(textwrap.dedent(LOSS), "    ")))
 
     filled = _run(kit, cwd=dest)
     assert filled.returncode == 0, filled.stdout + filled.stderr
