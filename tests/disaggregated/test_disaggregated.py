@@ -30,8 +30,8 @@ def weights(run_dir: Path, step: int) -> dict:
 
 def assert_same_weights(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for k, v in a.items():
+        assert torch.equal(v, b[k]), k
 
 
 def trained_samples(run_dir: Path) -> list[str]:

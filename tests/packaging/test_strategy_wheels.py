@@ -52,7 +52,8 @@ def test_wheels_in_a_fresh_venv_train_a_strategy(trained_env, tiny, tmp_path, st
                            str(target), "--data", str(data), "--output-dir", str(tmp_path), "--name", "r",
                            "--set", "training.batch_size=2", "--set", "eval.num_prompts=2",
                            "--set", "eval.max_new_tokens=8"], capture_output=True, text=True, timeout=900,
-                          check=False, env={"PATH": str(trained_env / "bin"), "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
+                          check=False,
+                          env={"PATH": str(trained_env / "bin"), "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"(strategy {strategy}, k=4)" in proc.stdout
     assert (tmp_path / "r" / "export" / "model.safetensors").is_file()
