@@ -13,4 +13,6 @@ def specforge_register_strategies(register) -> None:
         summary="DFlash: block-parallel drafter fed target layers by KV injection",
         factory="specforge_dflash.strategy:DFlashStrategy",
         options=DFlashOptions,
+        # The embedded demo's answers are short: blocks of 8 (the setting), fewer anchors.
+        demo={"strategy": {"block_size": 8, "num_anchors": 64}, "eval": {"k": 8}, "training": {"lr": 1e-3}},
     ))

@@ -14,4 +14,5 @@ def specforge_register_strategies(register) -> None:
                 "7-step training-time test, served by SGLang",
         factory="specforge_eagle3.strategy:Eagle3Strategy",
         options=Eagle3Options,
+        demo={"eval": {"k": 4}},
     ))
