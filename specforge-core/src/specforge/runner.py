@@ -148,12 +148,7 @@ def assemble_job(config: RunConfig, ctx: Any, resume_from: Path | None, engine: 
         request.check_layers(info.num_layers)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    if os.environ.get(STORE_ENV):
-        from specforge.stores.reopen import open_store
-
-        store = open_store(json.loads(os.environ[STORE_ENV]))
-    else:
-        store = config.components["store"].build(root=config.run_dir / "features", namespace="features")
+    store = _open_shared_store(config, ctx)
     registry = get_registry()
     handle = RunHandle(config, config.run_dir, ctx.rank)
 
@@ -164,6 +159,22 @@ def assemble_job(config: RunConfig, ctx: Any, resume_from: Path | None, engine: 
     return Job(config=config, ctx=ctx, run_dir=config.run_dir, engine=engine, info=info, samples=list(data.samples),
                stats=data.stats, strategy=strategy, request=request, store=store, observe=observe,
                resume_from=resume_from, init_draft=_init_draft_checkpoint(config.training.init_draft))
+
+
+def _open_shared_store(config: RunConfig, ctx: Any) -> Any:
+    """One store per run: a launcher's (from the environment), or rank 0's shared with the other
+    ranks by descriptor when it is cross-process (a managed service then starts once)."""
+    from specforge.stores.reopen import open_store
+    from specforge.training.distributed import broadcast_object
+
+    if os.environ.get(STORE_ENV):
+        return open_store(json.loads(os.environ[STORE_ENV]))
+    component = config.components["store"]
+    shared = ctx.distributed and getattr(component.spec, "cross_process", False)
+    if not shared or ctx.is_main:
+        store = component.build(root=config.run_dir / "features", namespace="features")
+    descriptor = broadcast_object(ctx, store.descriptor() if ctx.is_main else None) if shared else None
+    return open_store(descriptor) if shared and not ctx.is_main else store
 
 
 def build_engine(config: RunConfig, device: Any) -> Any:
