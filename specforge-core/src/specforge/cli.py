@@ -27,6 +27,7 @@ CORE_COMMANDS: tuple[str, ...] = (
     "specforge.commands.eval:command",
     "specforge.commands.prepare_data:command",
     "specforge.commands.new:command",
+    "specforge.commands.demo:command",
 )
 
 

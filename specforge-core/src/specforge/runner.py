@@ -80,6 +80,10 @@ def _use_demo_assets(config: RunConfig) -> RunConfig:
         return config
     from specforge.demo.assets import ensure_demo_assets
 
+    if "OMP_NUM_THREADS" not in os.environ:  # tiny models: one thread avoids oversubscribing a small CPU
+        import torch
+
+        torch.set_num_threads(1)
     assets = ensure_demo_assets()
     if not config.target.model:
         log.info("no --target-model: using the embedded demo target %s", assets.target_dir)
