@@ -89,8 +89,9 @@ def _use_demo_assets(config: RunConfig) -> RunConfig:
         log.info("no --target-model: using the embedded demo target %s", assets.target_dir)
         config = config.replace("target", model=str(assets.target_dir))
     if not config.data.path:
-        log.info("no --data: using the embedded demo conversations %s", assets.train_path)
-        config = config.replace("data", path=str(assets.train_path), eval_path=config.data.eval_path
+        log.info("no --data: using the embedded demo conversations, answered by the target itself, %s",
+                 assets.regenerated_path)
+        config = config.replace("data", path=str(assets.regenerated_path), eval_path=config.data.eval_path
                                 or str(assets.heldout_path))
         if not config.eval.dtype:  # the tiny demo target is cheap in float64, where no argmax tie can flip
             config = config.replace("eval", dtype="float64")

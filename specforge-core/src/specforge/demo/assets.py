@@ -37,7 +37,8 @@ class DemoAssets:
     root: Path
     target_dir: Path  # HF model dir: config.json, model.safetensors, tokenizer files
     tokenizer_dir: Path
-    train_path: Path  # conversations JSONL (OpenAI messages)
+    train_path: Path  # conversations JSONL (OpenAI messages): what the target was trained on
+    regenerated_path: Path  # the same conversations with the target's own greedy answers (for drafts)
     heldout_path: Path
     accuracy: float  # held-out exact-match accuracy of the target's greedy answers
     manifest: Mapping[str, Any] = field(default_factory=dict)
@@ -52,7 +53,8 @@ def demo_root(cache_dir: Path | str | None = None) -> Path:
 
 def _layout(root: Path) -> dict[str, Path]:
     return {"target_dir": root / "target", "tokenizer_dir": root / "tokenizer",
-            "train_path": root / "data" / "train.jsonl", "heldout_path": root / "data" / "heldout.jsonl"}
+            "train_path": root / "data" / "train.jsonl", "heldout_path": root / "data" / "heldout.jsonl",
+            "regenerated_path": root / "data" / "train_regenerated.jsonl"}
 
 
 def demo_target_info(cache_dir: Path | str | None = None) -> TargetInfo:
@@ -79,6 +81,23 @@ def ensure_demo_assets(cache_dir: Path | str | None = None, *, progress: bool = 
     if built:
         log.info("built the demo assets in %s", root)
     return dataclasses.replace(load_demo_assets(root), built_now=built)
+
+
+def regenerate_with_target(target_dir: Path, source: Path, out: Path) -> None:
+    """Drafts learn the target's own answers best: rewrite the train split with its greedy replies
+    (the same path as `specforge prepare-data --regenerate`)."""
+    from specforge.data import load_tokenizer
+    from specforge.data.regenerate import regenerate
+    from specforge.engines.hf import HFEngine, HFEngineOptions
+    from specforge.evaluation.evaluate import stop_ids
+
+    tokenizer = load_tokenizer(target_dir)
+    engine = HFEngine(HFEngineOptions(batch_size=64), model_path=str(target_dir), dtype="float32", device="cpu")
+    try:
+        regenerate(source, engine, tokenizer, out, max_new_tokens=recipe.TRAIN_RECIPE.eval_max_new_tokens,
+                   stop_ids=stop_ids(tokenizer), batch_size=64)
+    finally:
+        engine.close()
 
 
 def load_demo_assets(root: Path) -> DemoAssets:
@@ -135,6 +154,9 @@ def build_demo(root: Path, *, progress: bool = True) -> None:
     report = train_and_save_target(paths["tokenizer_dir"], paths["train_path"], paths["heldout_path"],
                                    paths["target_dir"], seconds=seconds, progress=progress)
     hashes["model.safetensors"] = report["hashes"]["model.safetensors"]
+    with _phase(seconds, "regenerate"):
+        regenerate_with_target(paths["target_dir"], paths["train_path"], paths["regenerated_path"])
+    hashes["train_regenerated.jsonl"] = sha256(paths["regenerated_path"])
     manifest = {
         "version": recipe.DEMO_VERSION, "seed": recipe.SEED, "hashes": hashes,
         "threads": report["threads"],
