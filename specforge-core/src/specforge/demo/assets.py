@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "specforge_demo_manifest.json"  # written last: its presence means the build is complete
 MASK_TOKEN_ID = list(recipe.SPECIAL_TOKENS).index("mask")
 # Build phases, in order, as recorded under "seconds" (target_eval includes any extra training rounds).
-PHASES = ("data", "tokenizer", "target_train", "target_eval", "target_save", "total")
+PHASES = ("data", "tokenizer", "target_train", "target_eval", "target_save", "regenerate", "total")
 
 
 @dataclass(frozen=True)
