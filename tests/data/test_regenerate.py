@@ -54,3 +54,18 @@ def test_regenerated_turns_are_the_targets_greedy_answers(target, tmp_path):
             expected = tok.decode([t for t in gen if t not in stops]).strip()
             assert m["content"] == expected, (row["id"], i)
     assert new[0]["messages"][0] == rows[0]["messages"][0], "user turns are kept"
+
+
+def test_regenerate_passes_engine_options_and_rejects_unknown_ones(target, tmp_path):
+    data = tmp_path / "chats.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "x"}]}) + "\n")
+    base = ["--data", str(data), "--target-model", str(target), "--regenerate", str(tmp_path / "o.jsonl"),
+            "--max-new-tokens", "3", "--preview", "0"]
+    ok = CliRunner().invoke(command, [*base, "--set", "target_engine.batch_size=1"])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(command, [*base, "--set", "target_engine.batchsize=1"])
+    assert bad.exit_code != 0
+    assert "unknown key target_engine.batchsize (did you mean 'batch_size'?)" in str(bad.exception)
+    wrong = CliRunner().invoke(command, [*base, "--set", "training.lr=1"])
+    assert "prepare-data takes only target_engine.KEY=VALUE" in str(wrong.exception)

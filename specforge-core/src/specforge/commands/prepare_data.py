@@ -48,10 +48,12 @@ def _template_args(pairs: tuple[str, ...]) -> dict:
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=256, show_default=True,
               help="Longest regenerated reply.")
 @click.option("--dtype", default="float32", show_default=True, help="Target dtype for --regenerate.")
+@click.option("--set", "engine_sets", multiple=True, metavar="target_engine.KEY=VALUE",
+              help="An option of the --regenerate engine, e.g. --set target_engine.batch_size=32 (repeatable).")
 def command(*, data: tuple[str, ...], target_model: str, chat_template: str | None, template_arg: tuple[str, ...],
             max_length: int, preview: int, seed: int, max_samples: int, min_loss_tokens: int,
             skip_bad_lines: bool, color: bool | None, regenerate_to: str | None, target_engine: str,
-            max_new_tokens: int, dtype: str) -> None:
+            max_new_tokens: int, dtype: str, engine_sets: tuple[str, ...]) -> None:
     """Tokenize conversations with the target's chat template and show what will be trained.
 
     Trained tokens (assistant replies and their end-of-turn) are shown [[like this]], or in
@@ -63,7 +65,8 @@ def command(*, data: tuple[str, ...], target_model: str, chat_template: str | No
     tokenizer = load_tokenizer(target_model)
     if regenerate_to:
         data = (_regenerate(list(data), target_model, tokenizer, regenerate_to, target_engine=target_engine,
-                            max_new_tokens=max_new_tokens, dtype=dtype, chat_template=chat_template,
+                            engine_options=_engine_options(engine_sets), max_new_tokens=max_new_tokens,
+                            dtype=dtype, chat_template=chat_template,
                             template_kwargs=_template_args(template_arg), skip_bad_lines=skip_bad_lines),)
     loaded = load_samples(list(data), tokenizer, max_length=max_length, seed=seed,
                           chat_template=chat_template, template_kwargs=_template_args(template_arg),
@@ -79,16 +82,28 @@ def command(*, data: tuple[str, ...], target_model: str, chat_template: str | No
         click.echo(line)
 
 
+def _engine_options(sets: tuple[str, ...]) -> dict:
+    out = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or section != "target_engine" or not dot or not name:
+            raise ConfigError(f"--set {item!r}: prepare-data takes only target_engine.KEY=VALUE "
+                              f"(e.g. --set target_engine.batch_size=32)")
+        out[name] = parse_literal(value.strip())
+    return out
+
+
 def _regenerate(data: list[str], target_model: str, tokenizer, out: str, *, target_engine: str,
-                max_new_tokens: int, dtype: str, chat_template: str | None, template_kwargs: dict,
-                skip_bad_lines: bool) -> str:
+                engine_options: dict, max_new_tokens: int, dtype: str, chat_template: str | None,
+                template_kwargs: dict, skip_bad_lines: bool) -> str:
     from specforge.data.regenerate import regenerate
     from specforge.evaluation.evaluate import stop_ids
     from specforge.options import build_options
     from specforge.registry import get_registry
 
     reg = get_registry().get("target_engine", target_engine)
-    engine = reg.spec.load()(build_options(reg.spec.options, {}, "target_engine"), model_path=target_model,
+    engine = reg.spec.load()(build_options(reg.spec.options, engine_options, "target_engine"), model_path=target_model,
                              dtype=dtype, device="auto")
     try:
         report = regenerate(data, engine, tokenizer, out, max_new_tokens=max_new_tokens,
