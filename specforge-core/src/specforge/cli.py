@@ -102,13 +102,6 @@ def plugins_command(as_json: bool, kind: str | None) -> None:
 # ----------------------------------------------------------------- run
 
 
-def _plan_lines(config: Any) -> list[str]:
-    """What --plan prints: the components, the target, the features, the resolved config."""
-    from specforge.planning import describe_plan
-
-    return describe_plan(config)
-
-
 @cli.command("run", context_settings={"show_default": True})
 @click.option("--strategy", help="Draft algorithm (see `specforge plugins --kind strategy`).")
 @click.option("--target-engine", help="Where target features come from.  [default: hf]")
@@ -137,7 +130,9 @@ def run_command(config_file: str | None, sets: Sequence[str], plan: bool, **flag
 
     config = resolve(get_registry(), config_file=config_file, flags=flags, sets=sets)
     if plan:
-        for line in _plan_lines(config):
+        from specforge.planning import describe_plan
+
+        for line in describe_plan(config):
             click.echo(line)
         return
     from specforge.runner import run

@@ -67,13 +67,9 @@ def trained_draft(strategy: Strategy, info: TargetInfo, checkpoint: Path) -> Any
     """The draft as trained: built for ``info``, extra state and weights from ``checkpoint``."""
     from specforge.training.trainer import build_draft
 
-    return build_draft(strategy, info, EMPTY_STATS, device=_cpu(), warm_start=checkpoint).eval()
-
-
-def _cpu() -> Any:
     import torch
 
-    return torch.device("cpu")
+    return build_draft(strategy, info, EMPTY_STATS, device=torch.device("cpu"), warm_start=checkpoint).eval()
 
 
 def write_export_marker(out_dir: Path, config: RunConfig, fmt: str) -> None:

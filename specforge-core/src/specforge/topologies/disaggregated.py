@@ -17,6 +17,7 @@ the control plane.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -219,10 +220,8 @@ class DisaggregatedTopology:
         host, port = _coordinator(self.options)
         ctx = distributed.init(config.target.device)
         config, resume_from = prepare_run_dir(config, ctx)
-        info = frozen_target_info(config.target.model, config.target.dtype)
-        import dataclasses
-
-        info = dataclasses.replace(info, tokenizer=load_tokenizer(config.target.model))
+        info = dataclasses.replace(frozen_target_info(config.target.model, config.target.dtype),
+                                   tokenizer=load_tokenizer(config.target.model))
         job = assemble_job(config, ctx, resume_from, info=info)
         self._control = ControlPlane(host, port, timeout_s=self.options.wait_timeout_s)
         try:
