@@ -65,9 +65,9 @@ EMPTY_STATS = DataStats(num_samples=0, num_tokens=0, num_loss_tokens=0, corpus_h
 
 def trained_draft(strategy: Strategy, info: TargetInfo, checkpoint: Path) -> Any:
     """The draft as trained: built for ``info``, extra state and weights from ``checkpoint``."""
-    from specforge.training.trainer import build_draft
-
     import torch
+
+    from specforge.training.trainer import build_draft
 
     return build_draft(strategy, info, EMPTY_STATS, device=torch.device("cpu"), warm_start=checkpoint).eval()
 
