@@ -9,20 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from specforge.contracts import FeatureRecord, TensorSpec
+from specforge.contracts import ITEMSIZE, FeatureRecord, TensorSpec
 
-DTYPE_BYTES: Mapping[str, int] = {
-    "float32": 4,
-    "float64": 8,
-    "float16": 2,
-    "bfloat16": 2,
-    "int64": 8,
-    "int32": 4,
-    "int16": 2,
-    "int8": 1,
-    "uint8": 1,
-    "bool": 1,
-}
+DTYPE_BYTES: Mapping[str, int] = ITEMSIZE  # one table for the whole project (contracts.py)
 """Every dtype a store must move bit-exactly, with its element size in bytes."""
 
 SUPPORTED_DTYPES: tuple[str, ...] = tuple(DTYPE_BYTES)

@@ -74,9 +74,6 @@ class ControlPlane:
             time.sleep(poll_s)
         return FeatureRecord.from_json(json.loads(self._store.get(key))), time.perf_counter() - started
 
-    def forget(self, sid: str) -> None:
-        self._store.delete_key(f"rec/{sid}")
-
     # ------------------------------------------------------------- progress
 
     def acked(self) -> int:
