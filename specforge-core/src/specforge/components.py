@@ -31,6 +31,7 @@ class ComponentSpec:
     factory: str  # "package.module:attr", imported only when chosen
     options: type = NoOptions  # a dataclass; its fields are the component's config keys
     api_version: int = API_VERSION
+    incomplete: str = ""  # non-empty: listed "incomplete: <this>" and refused by `run --plan`
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
@@ -54,14 +55,22 @@ class ComponentSpec:
 class StrategySpec(ComponentSpec):
     """A draft algorithm. ``factory(options) -> Strategy``.
 
-    ``demo`` holds settings for the embedded demo (``{"strategy": {"block_size": 8},
-    "training": {"lr": 1e-3}}``), applied only when the user gives no target and no data, and
-    only to keys the user did not set.
+    ``export_formats`` are the formats ``Strategy.export`` writes, the first being the default
+    (the one its serving engine loads); ``specforge export --format`` is checked against them
+    before any work. ``demo`` holds settings for the embedded demo (``{"strategy":
+    {"block_size": 8}, "training": {"lr": 1e-3}}``), applied only when the user gives no target
+    and no data, and only to keys the user did not set (``run --plan`` marks them ``# demo``).
     """
 
     kind: ClassVar[str] = "strategy"
 
+    export_formats: tuple[str, ...] = ("hf",)
     demo: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.export_formats or not all(isinstance(f, str) and f for f in self.export_formats):
+            raise ValueError(f"strategy {self.name!r}: export_formats must name at least one format")
 
 
 @dataclass(frozen=True)

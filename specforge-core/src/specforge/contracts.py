@@ -6,13 +6,16 @@ plugins` and `specforge run --plan` can use every record here before torch is lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-API_VERSION = 1
-"""The plugin API this core speaks. A component registered for another version is broken."""
+API_VERSION = 2
+"""The plugin API this core speaks (see docs/api-stability.md for what bumps it)."""
+
+MIN_API_VERSION = 1
+"""The oldest plugin API a strategy, engine or store may be written for (topologies: ``API_VERSION``)."""
 
 Tensor = Any  # torch.Tensor, kept symbolic so this module never imports torch.
 SampleFeatures = dict  # {name: Tensor}: requested features plus "input_ids" and "loss_mask"
@@ -80,21 +83,41 @@ class FeatureRequest:
         return tuple(names)
 
     def check_layers(self, num_layers: int, *, option: str = "strategy layer ids") -> None:
-        """Raise a ValueError naming the valid range when a layer id is out of it."""
+        """Raise a UserError naming the valid range when a layer id is out of it."""
         bad = [i for i in self.layers if not 0 <= i < num_layers]
         if bad:
-            raise ValueError(
+            from specforge.errors import ConfigError
+
+            raise ConfigError(
                 f"layer ids {bad} are out of range for a target with {num_layers} layers "
                 f"(valid: 0..{num_layers - 1}); set {option}"
             )
 
 
 @dataclass(frozen=True)
+class SpecialTokens:
+    """The tokenizer's special token ids (None: it has none) and its size.
+
+    ``tokenizer_size`` is ``len(tokenizer)``: embedding rows at or above it are never produced by
+    the tokenizer (an "unused embedding row", a valid mask token for block drafters).
+    """
+
+    mask: int | None = None
+    pad: int | None = None
+    eos: int | None = None
+    unk: int | None = None
+    bos: int | None = None
+    tokenizer_size: int | None = None
+
+
+@dataclass(frozen=True)
 class TargetInfo:
     """What a strategy may know about the target before and after it is loaded.
 
-    The shape fields come from the model's config (no torch needed); ``embed_weight``,
-    ``lm_head_weight`` and ``tokenizer`` are filled by an engine's ``info()`` once loaded.
+    The shape fields come from the model's config (no torch needed); ``None`` means "unknown"
+    (the engine could not tell), and ``require(name)`` returns a field or raises a ``UserError``
+    naming it. ``embed_weight``, ``lm_head_weight`` and ``tokenizer`` are filled once loaded
+    (``specforge.api.engines.frozen_target_info`` builds the frozen part for every engine).
     """
 
     model_path: str
@@ -102,17 +125,36 @@ class TargetInfo:
     num_layers: int
     hidden_size: int
     vocab_size: int
-    num_attention_heads: int = 0
-    num_key_value_heads: int = 0
-    head_dim: int = 0
-    intermediate_size: int = 0
-    rms_norm_eps: float = 1e-6
-    max_position_embeddings: int = 4096
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    intermediate_size: int | None = None
+    rms_norm_eps: float | None = None
+    max_position_embeddings: int | None = None
+    hidden_act: str | None = None
     config: Mapping[str, Any] = field(default_factory=dict)
-    mask_token_id: int | None = None
+    special_tokens: SpecialTokens = field(default_factory=SpecialTokens)
     tokenizer: Any = None
     embed_weight: Tensor = None  # [V, H], frozen
     lm_head_weight: Tensor = None  # [V, H], frozen
+
+    @property
+    def mask_token_id(self) -> int | None:
+        """The tokenizer's own mask token (see ``specforge.api.resolve_mask_token`` for the fallbacks)."""
+        return self.special_tokens.mask
+
+    def require(self, name: str, purpose: str = "") -> Any:
+        """The field ``name``, or a UserError saying it is unknown and who needs it."""
+        value = getattr(self, name)
+        if value is None:
+            from specforge.errors import UserError
+
+            who = f" ({purpose})" if purpose else ""
+            hint = ("build the draft after the target engine has loaded the model" if name in
+                    ("embed_weight", "lm_head_weight", "tokenizer")
+                    else f"add {name!r} to {self.model_path}/config.json or use an engine that reports it")
+            raise UserError(f"the target's {name} is unknown{who}; {hint}")
+        return value
 
 
 # --------------------------------------------------------------------------- store records
@@ -120,11 +162,17 @@ class TargetInfo:
 
 @dataclass(frozen=True)
 class FeatureKey:
-    """Identity of one sample's features; a new generation never serves stale bytes."""
+    """Identity of one sample's features; a new generation never serves stale bytes.
+
+    ``fingerprint`` names everything that decided the bytes (target, engine and dtype, feature
+    request, store dtype, the sample's tokens and loss mask); stores keep it with the record,
+    and a capture that finds another fingerprint re-captures instead of reusing.
+    """
 
     namespace: str
     sample_id: str
     generation: int = 0
+    fingerprint: str = ""
 
     def path(self) -> str:
         return f"{self.namespace}/{self.sample_id}/g{self.generation}"
@@ -172,11 +220,11 @@ class FeatureRecord:
         return spec.shape[0] if spec else 0
 
     def to_json(self) -> dict:
-        return {
-            "key": {"namespace": self.key.namespace, "sample_id": self.key.sample_id,
-                    "generation": self.key.generation},
-            "specs": {n: {"shape": list(s.shape), "dtype": s.dtype} for n, s in self.specs.items()},
-        }
+        key = {"namespace": self.key.namespace, "sample_id": self.key.sample_id, "generation": self.key.generation}
+        if self.key.fingerprint:
+            key["fingerprint"] = self.key.fingerprint
+        return {"key": key,
+                "specs": {n: {"shape": list(s.shape), "dtype": s.dtype} for n, s in self.specs.items()}}
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> FeatureRecord:
@@ -229,17 +277,36 @@ class LossOutput:
             raise ValueError("LossOutput needs exactly one of loss= or terms=(numerator, denominator)")
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """What training returns to the run: steps, the last loss, the final checkpoint, the draft.
+
+    ``draft`` is the trained draft itself (unwrapped, full weights) on global rank 0 and None on
+    the other ranks; the run exports and evaluates it without reading anything back.
+    """
+
+    steps: int
+    final_loss: float
+    checkpoint: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    draft: Any = None
+
+
 # --------------------------------------------------------------------------- protocols
 
 
 @runtime_checkable
 class Strategy(Protocol):
-    """A draft algorithm. Built with its options dataclass: ``factory(options)``."""
+    """A draft algorithm. Built with its options dataclass: ``factory(options)``.
+
+    Raise ``specforge.api.UserError`` for anything the user must change (an option, a target
+    the method cannot serve, a checkpoint that does not fit): it reaches them as one line.
+    """
 
     name: str
 
     def feature_request(self, info: TargetInfo) -> FeatureRequest:
-        """Pure and torch-free: `--plan` prints it. Raise ValueError for an impossible target."""
+        """Pure and torch-free: `--plan` prints it. Raise UserError for an impossible target."""
 
     def build_draft(self, info: TargetInfo, stats: DataStats) -> Any:
         """The trainable draft (a torch.nn.Module) for this target and corpus.
@@ -278,12 +345,22 @@ class Strategy(Protocol):
         """
 
     def export(self, draft: Any, out_dir: Path, fmt: str) -> dict:
-        """Write a serving directory (``config.json`` + ``model.safetensors``); return info for
-        the ``specforge_check_export`` hooks (at least ``architecture`` and ``weights``:
-        name -> shape)."""
+        """Write a serving directory (``config.json`` + ``model.safetensors``) in format ``fmt``
+        (one of the ``export_formats`` the strategy registered; the core checks that first);
+        return info for the ``specforge_check_export`` hooks (at least ``architecture`` and
+        ``weights``: name -> shape)."""
 
     def load_export(self, export_dir: Path, info: TargetInfo) -> Any:
         """Rebuild the draft from an export directory (for ``specforge eval EXPORT``)."""
+
+
+@runtime_checkable
+class PlanningStrategy(Protocol):
+    """Optional on a strategy: what ``run --plan`` (and a run, before it loads anything) should check
+    and say about this target, torch-free. Raise ``UserError`` for a target the method cannot serve."""
+
+    def plan_notes(self, info: TargetInfo) -> list[str]:
+        """Lines for the plan, e.g. ``mask token 151669 (first unused embedding row)``."""
 
 
 @runtime_checkable
@@ -307,6 +384,9 @@ class FeatureStore(Protocol):
     """Where features live between capture and training.
 
     A store belongs to one namespace (given when it is built); keys from another are refused.
+    Optional, declared by the protocols below: ``records()`` (``ListableStore``) and, on the
+    class, ``from_descriptor(descriptor)`` (``ReopenableStore``; required of a store registered
+    with ``cross_process=True``).
     """
 
     cross_process: bool
@@ -327,18 +407,112 @@ class FeatureStore(Protocol):
     def health(self) -> StoreHealth: ...
 
     def descriptor(self) -> dict:
-        """JSON that lets another process reopen this same store (``specforge.stores.reopen.open_store``).
-
-        A store that can list what it holds also has ``records() -> list[FeatureRecord]``
-        (the offline topology then reuses features captured earlier).
-        """
+        """JSON that lets another process reopen this same store (see ``ReopenableStore``)."""
 
     def close(self) -> None: ...
 
 
 @runtime_checkable
-class Topology(Protocol):
-    """How capture and training are wired into processes."""
+class ListableStore(Protocol):
+    """Optional: a store that can list what it holds (an offline run then reuses earlier captures)."""
 
-    def run(self, job: Any) -> Any:
-        """Run the whole job (capture and training) and return the training result."""
+    def records(self) -> list[FeatureRecord]:
+        """Every live record, in the order its sample was first put."""
+
+
+@runtime_checkable
+class ReopenableStore(Protocol):
+    """Optional on the store class: reopen the store another process described (``descriptor()``)."""
+
+    @classmethod
+    def from_descriptor(cls, descriptor: Mapping[str, Any]) -> FeatureStore: ...
+
+
+@runtime_checkable
+class RunContext(Protocol):
+    """One run in one process, from assembly to finish; what a topology's ``train`` receives.
+
+    Built by the core's lifecycle (``specforge.run``); a topology reads its parts and calls
+    ``train`` with how batches are fetched.
+    """
+
+    config: Any  # the resolved RunConfig
+    dist: Any  # rank, world_size, local_rank, device, is_main, distributed
+    run_dir: Path
+    engine: TargetEngine | None  # None in processes that only train (disaggregated trainers)
+    info: TargetInfo
+    samples: list[Sample]
+    stats: DataStats
+    strategy: Strategy
+    request: FeatureRequest
+    store: FeatureStore
+
+    def plan(self) -> Any:
+        """The deterministic data plan: which sample indices each rank trains on, per epoch."""
+
+    def capture(self, samples: Sequence[Sample], *, progress: bool = True) -> Any:
+        """Capture ``samples`` into ``store``, reusing stored features only where identical
+        (same fingerprint); returns a summary with ``records`` by sample id."""
+
+    def feature_key(self, sample: Sample, generation: int = 0, sample_id: str | None = None) -> FeatureKey:
+        """The store key for ``sample``'s features (with their fingerprint), under ``sample_id``."""
+
+    def train(self, fetch: Callable[[Sequence[int], int], list[SampleFeatures]], *,
+              on_step: Callable[[int, int, Sequence[int]], None] | None = None,
+              on_start: Callable[[int], None] | None = None,
+              extra_metrics: Callable[[], dict[str, float]] | None = None) -> TrainResult:
+        """Train with ``fetch(indices, epoch) -> features``; hooks run after each optimizer step
+        (step, epoch, this rank's sample indices), before the first step, and per metrics line."""
+
+
+@runtime_checkable
+class Launcher(Protocol):
+    """What a topology's ``launch`` may do: start worker processes or run the worker here.
+
+    The core's launcher writes the resolved config once, builds every worker command line
+    (``specforge run -c FILE --set ...``, through torchrun when several processes or nodes),
+    and owns the run folder decision.
+    """
+
+    config: Any  # the resolved RunConfig, with the embedded demo's paths filled in
+    run_dir: Path
+
+    def run_workers(self) -> Any:
+        """The usual layout: ``nproc_per_node`` trainer processes (torchrun) or this process."""
+
+    def run_here(self, *, engine: bool = True) -> Any:
+        """Run the worker lifecycle in this process; ``engine=False`` for a trainer that captures nothing."""
+
+    def assemble(self, *, engine: bool = True) -> RunContext:
+        """The run's parts for a process that does not train (rank -1), e.g. a producer."""
+
+    def spawn(self, sets: Sequence[str] = (), *, nproc: int = 1,
+              env: Mapping[str, str] | None = None) -> Any:
+        """Start ``specforge run`` on this config with extra ``--set`` items: ``nproc`` processes per
+        node as one process group. Returns a handle with ``poll()``, ``wait()``, ``stop()`` and
+        ``returncode`` like ``subprocess.Popen``."""
+
+    def build_store(self) -> FeatureStore:
+        """The run's feature store, built here; ``store_env`` lets spawned processes reopen it."""
+
+    def store_env(self, store: FeatureStore) -> dict[str, str]:
+        """Environment for spawned processes: reopen ``store`` instead of building their own."""
+
+    def claim_folder(self) -> None:
+        """Decide the run folder now (refuse, resume, or replace as asked), before spawning."""
+
+
+@runtime_checkable
+class Topology(Protocol):
+    """How capture and training are wired into processes.
+
+    The core calls ``launch`` once in the process the user started, and ``train`` in every
+    trainer process with that process's assembled run. ``specforge.api.TopologyBase`` gives
+    the usual ``launch``: torchrun for several processes, or train in this one.
+    """
+
+    def launch(self, launcher: Launcher) -> Any:
+        """Place the run's processes (``launcher.run_workers()`` in the usual case)."""
+
+    def train(self, run: RunContext) -> TrainResult:
+        """Capture as this topology does and train: ``run.train(fetch, ...)``."""

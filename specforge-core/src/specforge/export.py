@@ -1,47 +1,63 @@
-"""`specforge export`: write a serving directory from a run and let every plugin judge it."""
+"""Helpers every export shares: the weight name/shape check, file permissions, format choice.
+
+Strategies call ``check_weights`` before writing (a serving engine that ignores unknown names
+would load a wrong draft silently) and the SGLang judge calls it on what was written;
+``save_safetensors`` writes weights with the permissions any new file gets (safetensors itself
+leaves them private), so a serving engine running as another user can read an export.
+"""
 
 from __future__ import annotations
 
-import logging
-import shutil
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from specforge.errors import SpecforgeError
-from specforge.trained import frozen_target_info, open_run, trained_draft, write_export_marker
-
-log = logging.getLogger(__name__)
+from specforge.errors import UserError
 
 
-class ExportError(SpecforgeError):
-    """An export a serving engine would load wrongly (or not at all)."""
+def check_weights(actual: Mapping[str, Sequence[int]], expected: Mapping[str, Sequence[int]], *,
+                  optional: Mapping[str, Sequence[int]] | None = None, reader: str = "",
+                  expects: str = "expected") -> list[str]:
+    """Missing, unexpected and mis-shaped weights (name -> shape), one readable line each.
+
+    ``expected`` names must be present, ``optional`` ones may be; anything else is unexpected.
+    ``reader`` names who loads the weights (e.g. "SGLang's DFlashDraftModel") and ``expects`` who
+    expects a shape ("SGLang expects") in the messages.
+    """
+    allowed = {**(optional or {}), **expected}
+    loads = f" ({reader} loads it)" if reader else ""
+    ignores = f": {reader} would ignore it silently" if reader else ""
+    problems = [f"missing weight {name} {list(shape)}{loads}" for name, shape in expected.items()
+                if name not in actual]
+    problems += [f"unexpected weight {name}{ignores}" for name in actual if name not in allowed]
+    problems += [f"weight {name} has shape {list(actual[name])}, {expects} {list(shape)}"
+                 for name, shape in allowed.items() if name in actual and tuple(actual[name]) != tuple(shape)]
+    return problems
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    out_dir: Path
-    info: dict
+def new_file_mode() -> int:
+    """The mode the process's umask gives a new file (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
-def export_run(path: str | Path, fmt: str, out_dir: str | Path | None = None) -> ExportResult:
-    """Export the newest checkpoint of a run; any problem reported by a plugin fails the export."""
-    from specforge.registry import get_registry
+def save_safetensors(tensors: Mapping[str, Any], path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
+    """``safetensors.torch.save_file``, then the usual file permissions (it writes 0600)."""
+    from safetensors.torch import save_file
 
-    run = open_run(path)
-    target = Path(out_dir) if out_dir else run.run_dir / "export"
-    strategy = run.config.strategy.build()
-    info = frozen_target_info(run.config.target.model)
-    draft = trained_draft(strategy, info, run.checkpoint)
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    export_info = strategy.export(draft, tmp, fmt)
-    write_export_marker(tmp, run.config, fmt)
-    problems = get_registry().check_export(run.config.run.strategy, fmt, tmp, export_info)
-    if problems:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ExportError(f"export of {run.checkpoint} as {fmt!r} has problems:\n  " + "\n  ".join(problems))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    log.info("exported %s (%s) to %s", run.checkpoint, fmt, target)
-    return ExportResult(out_dir=target, info=export_info)
+    path = Path(path)
+    save_file(dict(tensors), str(path), metadata=dict(metadata) if metadata else None)
+    os.chmod(path, new_file_mode())
+    return path
+
+
+def choose_format(strategy: str, formats: Sequence[str], requested: str | None) -> str:
+    """``requested`` if the strategy declared it, else its first (default) format."""
+    if not requested:
+        return formats[0]
+    if requested not in formats:
+        raise UserError(f"strategy {strategy!r} exports {', '.join(map(repr, formats))}, not {requested!r}; "
+                        f"use --format {formats[0]}")
+    return requested

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+import click
 import pluggy
 
-if TYPE_CHECKING:
-    import click
-
-    from specforge.components import (
-        FeatureStoreSpec,
-        StrategySpec,
-        TargetEngineSpec,
-        TopologySpec,
-    )
+from specforge.components import FeatureStoreSpec, StrategySpec, TargetEngineSpec, TopologySpec
+from specforge.contracts import RunContext, TrainResult
 
 PROJECT = "specforge"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -74,31 +67,23 @@ def specforge_check_export(strategy: str, fmt: str, export_dir: Path, info: dict
 
 
 @hookspec
-def specforge_on_run_start(run: Any) -> None:
-    """A run is about to train; ``run`` holds its config and output directory."""
+def specforge_on_run_start(run: RunContext) -> None:
+    """A run is about to train; ``run`` is the assembled run (``run.config``, ``run.run_dir``, ...)."""
 
 
 @hookspec
-def specforge_on_step_end(run: Any, step: int, metrics: dict[str, float]) -> None:
+def specforge_on_step_end(run: RunContext, step: int, metrics: dict[str, float]) -> None:
     """An optimizer step finished; ``metrics`` is the line written to metrics.jsonl."""
 
 
 @hookspec
-def specforge_on_checkpoint(run: Any, path: Path) -> None:
+def specforge_on_checkpoint(run: RunContext, path: Path) -> None:
     """A checkpoint was written (atomically) at ``path``."""
 
 
 @hookspec
-def specforge_on_run_end(run: Any, result: Any) -> None:
-    """Training finished; ``result`` summarises it."""
-
-
-OBSERVER_HOOKS = (
-    "specforge_on_run_start",
-    "specforge_on_step_end",
-    "specforge_on_checkpoint",
-    "specforge_on_run_end",
-)
+def specforge_on_run_end(run: RunContext, result: TrainResult) -> None:
+    """Training finished; ``result`` holds the steps, the last loss and the final checkpoint."""
 
 REGISTRATION_HOOKS: dict[str, str] = {
     "strategy": "specforge_register_strategies",

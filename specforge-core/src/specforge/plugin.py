@@ -1,4 +1,8 @@
-"""The one import a plugin author needs.
+"""The one import a plugin author needs: ``from specforge.plugin import hookimpl, StrategySpec, ...``.
+
+It is ``specforge.api`` under its historical name; torch-side helpers are in
+``specforge.api.nn``, ``specforge.api.stores``, ``specforge.api.engines`` and
+``specforge.api.export``.
 
     from specforge.plugin import hookimpl, StrategySpec
 
@@ -10,58 +14,5 @@
 
 from __future__ import annotations
 
-import pluggy
-
-from specforge.components import (
-    ComponentSpec,
-    FeatureStoreSpec,
-    NoOptions,
-    StrategySpec,
-    TargetEngineSpec,
-    TopologySpec,
-)
-from specforge.contracts import (
-    API_VERSION,
-    DataStats,
-    FeatureKey,
-    FeatureRecord,
-    FeatureRequest,
-    FeatureStore,
-    LossOutput,
-    Sample,
-    StepContext,
-    StoreHealth,
-    Strategy,
-    TargetEngine,
-    TargetInfo,
-    TensorSpec,
-    Topology,
-)
-from specforge.hookspecs import PROJECT
-
-hookimpl = pluggy.HookimplMarker(PROJECT)
-
-__all__ = [
-    "API_VERSION",
-    "ComponentSpec",
-    "DataStats",
-    "FeatureKey",
-    "FeatureRecord",
-    "FeatureRequest",
-    "FeatureStore",
-    "FeatureStoreSpec",
-    "LossOutput",
-    "NoOptions",
-    "Sample",
-    "StepContext",
-    "StoreHealth",
-    "Strategy",
-    "StrategySpec",
-    "TargetEngine",
-    "TargetEngineSpec",
-    "TargetInfo",
-    "TensorSpec",
-    "Topology",
-    "TopologySpec",
-    "hookimpl",
-]
+from specforge.api import *  # noqa: F403
+from specforge.api import __all__  # noqa: F401

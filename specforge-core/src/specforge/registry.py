@@ -20,7 +20,7 @@ import pluggy
 
 from specforge import hookspecs
 from specforge.components import KINDS, ComponentSpec
-from specforge.contracts import API_VERSION
+from specforge.contracts import API_VERSION, MIN_API_VERSION
 from specforge.errors import PluginError
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ FIRST_PARTY: dict[str, dict[str, str]] = {
 
 KIND_LABELS = {"strategy": "strategy", "target_engine": "target engine",
                "feature_store": "feature store", "topology": "topology"}
+KIND_PLURALS = {"strategy": "strategies", "target_engine": "target engines",
+                "feature_store": "feature stores", "topology": "topologies"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,13 @@ class Registered:
 
     @property
     def status(self) -> str:
-        return "ok" if not self.problem else self.problem
+        if self.problem:
+            return self.problem
+        if self.spec.incomplete:
+            return f"incomplete: {self.spec.incomplete}"
+        if self.spec.api_version < API_VERSION:
+            return f"ok (written for plugin API {self.spec.api_version}, deprecated: see docs/api-stability.md)"
+        return "ok"
 
 
 @dataclass
@@ -98,10 +106,10 @@ class Registry:
             hint = FIRST_PARTY.get(kind, {}).get(name)
             if hint:
                 raise PluginError(f"{label} {name!r} is not installed: pip install {hint} "
-                                  f"(installed {label}s: {installed})")
+                                  f"(installed {KIND_PLURALS[kind]}: {installed})")
             broken = [p for p in self.plugins.values() if p.broken]
             extra = "".join(f"\n  broken plugin {p.name!r} ({p.distribution}): {p.broken}" for p in broken)
-            raise PluginError(f"unknown {label} {name!r}; installed {label}s: {installed}{extra}")
+            raise PluginError(f"unknown {label} {name!r}; installed {KIND_PLURALS[kind]}: {installed}{extra}")
         if len(regs) > 1:
             who = " and ".join(f"{r.plugin.distribution or r.plugin.name}" for r in regs)
             raise PluginError(f"{label} {name!r} is registered by two distributions: {who}; "
@@ -110,6 +118,9 @@ class Registry:
         if reg.problem:
             raise PluginError(f"{label} {name!r} from {reg.plugin.distribution or reg.plugin.name} "
                               f"is broken: {reg.problem}")
+        if reg.spec.incomplete:
+            raise PluginError(f"{label} {name!r} from {reg.plugin.distribution or reg.plugin.name} "
+                              f"is incomplete: {reg.spec.incomplete}")
         return reg
 
     # ------------------------------------------------------------- hooks
@@ -195,10 +206,7 @@ def _collect_components(registry: Registry) -> None:
                          _cls: type = spec_class, _hook: str = hook) -> None:
                 if not isinstance(spec, _cls):
                     raise TypeError(f"{_hook} must register {_cls.__name__} objects, got {type(spec).__name__}")
-                problem = ""
-                if spec.api_version != API_VERSION:
-                    problem = (f"broken: written for plugin API {spec.api_version}, this specforge-core "
-                               f"speaks API {API_VERSION}; upgrade {_plugin.distribution or _plugin.name}")
+                problem = _api_problem(spec, _plugin)
                 _seen.append(Registered(spec, _plugin, problem))
 
             try:
@@ -215,6 +223,16 @@ def _collect_components(registry: Registry) -> None:
                 dists = " and ".join(r.plugin.distribution or r.plugin.name for r in regs)
                 for r in regs:
                     r.problem = f"duplicate: {name!r} is registered by {dists}"
+
+
+def _api_problem(spec: ComponentSpec, plugin: PluginInfo) -> str:
+    """Why a component's plugin API version cannot be used here ("" when it can)."""
+    oldest = API_VERSION if spec.kind == "topology" else MIN_API_VERSION  # topologies changed in API 2
+    if oldest <= spec.api_version <= API_VERSION:
+        return ""
+    action = "upgrade" if spec.api_version < oldest else "upgrade specforge-core for"
+    return (f"broken: written for plugin API {spec.api_version}, this specforge-core accepts "
+            f"{oldest}..{API_VERSION} for a {spec.kind}; {action} {plugin.distribution or plugin.name}")
 
 
 def load_registry(extra_plugins: Iterable[tuple[str, Any]] = ()) -> Registry:
@@ -279,8 +297,3 @@ def remove_plugin(name: str) -> None:
     _extra.pop(name, None)
     _cached = None
 
-
-def reset() -> None:
-    """Forget the loaded registry (after installing packages or changing env vars)."""
-    global _cached
-    _cached = None

@@ -1,0 +1,37 @@
+"""What every feature store shares: the base class, key/record/tensor checks, dtype names.
+
+Torch-free at import (the functions that handle tensors import torch when called).
+"""
+
+from __future__ import annotations
+
+from specforge.contracts import ITEMSIZE
+from specforge.stores.base import StoreBase
+from specforge.stores.dtypes import dtype_name, record_bytes, spec_bytes, torch_dtype
+from specforge.stores.reopen import open_store
+from specforge.stores.validation import (
+    check_key,
+    check_namespace,
+    check_put_generation,
+    check_record,
+    missing,
+    select_names,
+    specs_of,
+)
+
+__all__ = [
+    "ITEMSIZE",
+    "StoreBase",
+    "check_key",
+    "check_namespace",
+    "check_put_generation",
+    "check_record",
+    "dtype_name",
+    "missing",
+    "open_store",
+    "record_bytes",
+    "select_names",
+    "spec_bytes",
+    "specs_of",
+    "torch_dtype",
+]
