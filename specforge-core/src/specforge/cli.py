@@ -10,6 +10,7 @@ import importlib
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,14 +33,26 @@ CORE_COMMANDS: tuple[str, ...] = (
 
 
 class SpecforgeGroup(click.Group):
-    """A click group that turns our user-facing errors into one clear line and exit code 2."""
+    """A click group that turns user-facing errors (the core's or a plugin's) into one line, exit 2.
+
+    ``specforge -v`` prints the traceback as well.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SpecforgeError as exc:
+            if _VERBOSE:
+                traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except click.UsageError as exc:  # a bad flag value of a subcommand: one line too
+            where = exc.ctx.command_path if exc.ctx is not None else "specforge"
+            click.echo(f"error: {exc.format_message()} (see {where} --help)", err=True)
+            ctx.exit(2)
+
+
+_VERBOSE = False
 
 
 @click.group(cls=SpecforgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,6 +64,8 @@ def cli(verbose: bool) -> None:
     Start with `specforge run --strategy eagle3` (the embedded demo: a tiny target and data
     built offline) or point --target-model and --data at your own.
     """
+    global _VERBOSE
+    _VERBOSE = verbose
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -65,7 +80,8 @@ def _component_rows(kind: str | None) -> list[dict[str, Any]]:
     rows = [
         {"name": reg.spec.name, "kind": reg.spec.kind, "distribution": reg.plugin.distribution,
          "version": reg.plugin.version, "summary": reg.spec.summary, "status": reg.status,
-         "plugin": reg.plugin.name}
+         "plugin": reg.plugin.name, **({"export_formats": list(reg.spec.export_formats)}
+                                       if hasattr(reg.spec, "export_formats") else {})}
         for reg in registry.entries(kind)
     ]
     if kind is None:
@@ -96,7 +112,8 @@ def plugins_command(as_json: bool, kind: str | None) -> None:
     click.echo(header)
     for r in rows:
         cells = "  ".join(str(r[k] or "-").ljust(widths[k]) for k in widths)
-        click.echo(f"{cells}  {r['status']}  {r['summary']}")
+        exports = f" (exports: {', '.join(r['export_formats'])})" if r.get("export_formats") else ""
+        click.echo(f"{cells}  {r['status']}  {r['summary']}{exports}")
 
 
 # ----------------------------------------------------------------- run
@@ -119,9 +136,13 @@ def plugins_command(as_json: bool, kind: str | None) -> None:
               help="Continue exactly from the newest checkpoint of this run, or of DIR (a run or checkpoint).")
 @click.option("--init-draft", type=click.Path(exists=True),
               help="Warm-start the draft's weights and extra state from a run or checkpoint (new optimizer).")
-@click.option("--nproc-per-node", type=int, help="Processes on this machine (launches torchrun).  [default: 1]")
-@click.option("--role", type=click.Choice(["auto", "coordinator", "producer", "trainer"]),
-              help="disaggregated topology: this process's role across machines.  [default: auto]")
+@click.option("--nproc-per-node", type=int, help="Trainer processes on this machine (one per GPU).  [default: 1]")
+@click.option("--nnodes", type=int, help="Machines in the run; run the same command on each.  [default: 1]")
+@click.option("--node-rank", type=int, help="This machine's rank among --nnodes (0 hosts the group).  [default: 0]")
+@click.option("--master-addr", help="Address of node 0, reachable by every node.  [default: 127.0.0.1]")
+@click.option("--master-port", type=int, help="Port node 0 listens on for the process group.  [default: free port]")
+@click.option("--overwrite", is_flag=True, default=None,
+              help="Replace a run already in the run folder (it is moved aside to <name>.replaced-<time>).")
 @click.option("--plan", is_flag=True, help="Print the resolved plan and exit (imports no torch).")
 def run_command(config_file: str | None, sets: Sequence[str], plan: bool, **flags: Any) -> None:
     """Train a draft model: capture target features, train, export, evaluate."""
@@ -130,12 +151,12 @@ def run_command(config_file: str | None, sets: Sequence[str], plan: bool, **flag
 
     config = resolve(get_registry(), config_file=config_file, flags=flags, sets=sets)
     if plan:
-        from specforge.planning import describe_plan
+        from specforge.run.plan import describe_plan
 
         for line in describe_plan(config):
             click.echo(line)
         return
-    from specforge.runner import run
+    from specforge.run import run
 
     outcome = run(config)
     if outcome is not None and outcome.summary:

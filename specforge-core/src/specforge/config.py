@@ -1,8 +1,10 @@
-"""RunConfig: defaults < TOML file < command-line flags < ``--set section.key=value``.
+"""RunConfig: defaults < embedded-demo layer < TOML file < command-line flags < ``--set section.key=value``.
 
-Core sections (``run``, ``target``, ``data``, ``training``, ``eval``) are dataclasses here;
-the component sections (``strategy``, ``target_engine``, ``store``, ``topology``) take their
-keys from the options dataclass the chosen component registered. Everything is strict.
+Core sections (``run``, ``target``, ``data``, ``training``, ``eval``, ``export``) are options
+dataclasses here; the component sections (``strategy``, ``target_engine``, ``store``,
+``topology``) take their keys from the options dataclass the chosen component registered.
+Sections are flat (``[strategy]``, never ``[strategy.<name>]``). Everything is strict: unknown
+keys, wrong types and out-of-range values (declared with each field) are reported together.
 """
 
 from __future__ import annotations
@@ -11,82 +13,169 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from specforge.components import ComponentSpec, FeatureStoreSpec, TopologySpec
+from specforge.components import ComponentSpec, FeatureStoreSpec, StrategySpec, TopologySpec
+from specforge.devices import DTYPES
 from specforge.errors import ConfigError
-from specforge.options import build_options, dump_toml, options_to_dict, parse_literal, suggest, tomllib
+from specforge.options import (
+    Options,
+    Range,
+    build_options,
+    dump_toml,
+    options_to_dict,
+    parse_literal,
+    suggest,
+    tomllib,
+)
 from specforge.registry import FIRST_PARTY, Registered, Registry
 
 
 @dataclass(frozen=True)
-class RunSection:
-    name: str = ""  # run folder under output_dir; default: "<strategy>-<topology>"
+class RunSection(Options):
+    section: ClassVar[str] = "run"
+
+    name: str = ""
+    """Run folder under output_dir; default ``<strategy>-<topology>``."""
     output_dir: str = "runs"
+    """Parent folder of every run folder."""
     seed: int = 0
+    """Seeds the data order, the draft's initialisation and every random draw of training."""
     strategy: str = ""
+    """The draft algorithm (``specforge plugins --kind strategy``)."""
     target_engine: str = "hf"
-    store: str = ""  # empty: the topology's default store
+    """Where target features come from."""
+    store: str = ""
+    """Feature store; empty: the topology's default (offline -> disk, online -> memory)."""
     topology: str = "offline"
+    """How capture and training are placed in processes."""
+    overwrite: bool = False
+    """Replace a run already in the run folder (it is moved aside to ``<name>.replaced-<time>``)."""
+    demo: bool = False
+    """Set by SpecForge when the run uses the embedded demo (no target and no data given)."""
 
 
 @dataclass(frozen=True)
-class TargetSection:
-    model: str = ""  # a local Hugging Face directory; empty: the embedded demo target
+class TargetSection(Options):
+    section: ClassVar[str] = "target"
+
+    model: str = ""
+    """A local Hugging Face model directory; empty: the embedded demo target."""
     dtype: str = "float32"
-    device: str = "auto"  # auto | cpu | cuda
+    """float32 | float64 | bfloat16 | float16."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+
+    def problems(self) -> list[str]:
+        if self.dtype not in DTYPES:
+            return [f"target.dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}"]
+        return []
 
 
 @dataclass(frozen=True)
-class DataSection:
-    path: str = ""  # conversations JSONL; empty: the embedded demo data
-    eval_path: str = ""  # held-out prompts for evaluation
-    max_length: int = 512
-    chat_template: str = ""  # a Jinja template file; empty: the tokenizer's own
+class DataSection(Options):
+    section: ClassVar[str] = "data"
+
+    path: str = ""
+    """Conversations JSONL; empty: the embedded demo data."""
+    eval_path: str = ""
+    """Held-out prompts for evaluation (conversations JSONL)."""
+    max_length: Annotated[int, Range(ge=1)] = 512
+    """Samples longer than this many tokens are cut."""
+    chat_template: str = ""
+    """A Jinja template file replacing the tokenizer's own."""
     skip_bad_lines: bool = False
-    max_samples: int = 0  # 0: all
+    """Skip (and count) malformed lines instead of stopping at the first."""
+    max_samples: Annotated[int, Range(ge=0, note="0 means all")] = 0
+    """Use only the first N usable conversations."""
 
 
 @dataclass(frozen=True)
-class TrainingSection:
-    epochs: int = 1
-    max_steps: int = 0  # 0: epochs decide
-    batch_size: int = 1
-    accumulation: int = 1
-    lr: float = 1e-4
-    warmup_ratio: float = 0.015
-    max_grad_norm: float = 0.5
-    weight_decay: float = 0.0
-    save_every: int = 0  # optimizer steps between checkpoints; 0: only at the end
-    keep_checkpoints: int = 2
-    parallel: str = "ddp"  # ddp | fsdp
-    nproc_per_node: int = 1
-    capture_batch_size: int = 8
+class TrainingSection(Options):
+    section: ClassVar[str] = "training"
+
+    epochs: Annotated[int, Range(ge=1)] = 1
+    """Passes over the data."""
+    max_steps: Annotated[int, Range(ge=0, note="0 means the epochs decide")] = 0
+    """Stop after this many optimizer steps."""
+    batch_size: Annotated[int, Range(ge=1)] = 1
+    """Samples per micro-batch, per process."""
+    accumulation: Annotated[int, Range(ge=1)] = 1
+    """Micro-batches per optimizer step."""
+    lr: Annotated[float, Range(gt=0)] = 1e-4
+    """Peak learning rate (AdamW)."""
+    warmup_ratio: Annotated[float, Range(ge=0, le=1)] = 0.015
+    """Fraction of the optimizer steps spent warming the learning rate up linearly."""
+    max_grad_norm: Annotated[float, Range(ge=0, note="0 means no clipping")] = 0.5
+    """Global gradient-norm clip."""
+    weight_decay: Annotated[float, Range(ge=0)] = 0.0
+    """AdamW weight decay."""
+    save_every: Annotated[int, Range(ge=0, note="0 means only at the end")] = 0
+    """Optimizer steps between checkpoints; a final one is always written."""
+    keep_checkpoints: Annotated[int, Range(ge=0, note="0 keeps all")] = 2
+    """How many of the newest checkpoints to keep."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Data parallelism across processes: ddp, or fsdp (FSDP2 fully_shard)."""
+    nproc_per_node: Annotated[int, Range(ge=1)] = 1
+    """Trainer processes on this machine (one per GPU)."""
+    nnodes: Annotated[int, Range(ge=1)] = 1
+    """Machines in the run; start the same command on each, with its own node_rank."""
+    node_rank: Annotated[int, Range(ge=0)] = 0
+    """This machine's place among the nnodes (0 hosts the process group's store)."""
+    master_addr: str = "127.0.0.1"
+    """Address of node 0 every node reaches; node 0 listens on exactly this address."""
+    master_port: Annotated[int, Range(ge=0, le=65535, note="0 means any free port, one node only")] = 0
+    """Port node 0 listens on for the process group."""
+    join_timeout_s: Annotated[float, Range(gt=0)] = 300.0
+    """Seconds node 0 waits for the other nodes (and they for node 0) before failing, naming the missing ones."""
+    capture_batch_size: Annotated[int, Range(ge=1)] = 8
+    """Samples per target forward when capturing features."""
     resume: str = ""
+    """Continue exactly from a checkpoint: ``last`` (this run's newest), a run or a checkpoint folder."""
     init_draft: str = ""
+    """Warm-start the draft's weights and extra state from a run or checkpoint (new optimizer)."""
 
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "accumulation", "nproc_per_node", "capture_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"training.{name} must be at least 1")
-        if self.parallel not in ("ddp", "fsdp"):
-            raise ValueError(f"training.parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
+    def problems(self) -> list[str]:
+        out = []
+        if self.node_rank >= self.nnodes:
+            out.append(f"training.node_rank {self.node_rank} must be below training.nnodes {self.nnodes}")
+        if self.nnodes > 1 and not self.master_port:
+            out.append("training.nnodes > 1 needs a fixed --master-port every node uses (e.g. 29500)")
+        return out
 
 
 @dataclass(frozen=True)
-class EvalSection:
+class EvalSection(Options):
+    section: ClassVar[str] = "eval"
+
     enabled: bool = True
-    k: int = 4  # draft tokens per verification (block strategies use their block size)
-    num_prompts: int = 32
-    max_new_tokens: int = 48
-    dtype: str = ""  # empty: the target's dtype (the demo uses float64 so an argmax tie cannot flip)
+    """Measure τ before and after training."""
+    k: Annotated[int, Range(ge=1)] = 4
+    """Draft tokens per verification (block strategies draft up to their block size - 1)."""
+    num_prompts: Annotated[int, Range(ge=1)] = 32
+    """Held-out prompts to decode."""
+    max_new_tokens: Annotated[int, Range(ge=1)] = 48
+    """Tokens generated per prompt."""
+    dtype: str = ""
+    """Target and draft dtype for evaluation; empty: the target's (the demo evaluates in float64)."""
     check_lossless: bool = True
+    """Check the speculative output equals the target's own greedy output, token for token."""
+
+    def problems(self) -> list[str]:
+        if self.dtype and self.dtype not in DTYPES:
+            return [f"eval.dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)} or leave it empty"]
+        return []
 
 
 @dataclass(frozen=True)
-class ExportSection:
-    enabled: bool = True  # export the final checkpoint into runs/<name>/export
-    format: str = "hf"  # hf | sglang (what the strategy supports)
+class ExportSection(Options):
+    section: ClassVar[str] = "export"
+
+    enabled: bool = True
+    """Export the trained draft into ``runs/<name>/export``."""
+    format: str = ""
+    """An export format of the strategy (``specforge plugins`` lists them); empty: its first,
+    the one its serving engine loads."""
 
 
 CORE_SECTIONS: dict[str, type] = {
@@ -97,15 +186,14 @@ COMPONENT_SECTIONS: dict[str, str] = {  # config section -> component kind
     "strategy": "strategy", "target_engine": "target_engine",
     "store": "feature_store", "topology": "topology",
 }
-SELECTOR = {"strategy": "strategy", "target_engine": "target_engine",
-            "store": "store", "topology": "topology"}  # component section -> key in [run]
 
 FLAG_KEYS: dict[str, str] = {  # command-line flag (click dest) -> section.key
     "strategy": "run.strategy", "target_engine": "run.target_engine", "store": "run.store",
     "topology": "run.topology", "target_model": "target.model", "data": "data.path",
     "output_dir": "run.output_dir", "name": "run.name", "resume": "training.resume",
     "init_draft": "training.init_draft", "nproc_per_node": "training.nproc_per_node",
-    "role": "topology.role",
+    "overwrite": "run.overwrite", "nnodes": "training.nnodes", "node_rank": "training.node_rank",
+    "master_addr": "training.master_addr", "master_port": "training.master_port",
 }
 
 
@@ -140,10 +228,22 @@ class RunConfig:
     eval: EvalSection
     export: ExportSection
     components: Mapping[str, Component] = field(default_factory=dict)  # by config section
+    demo_keys: frozenset[str] = frozenset()  # "section.key" values that came from the demo layer
 
     @property
     def strategy(self) -> Component:
         return self.components["strategy"]
+
+    @property
+    def strategy_spec(self) -> StrategySpec:
+        spec = self.strategy.spec
+        assert isinstance(spec, StrategySpec)
+        return spec
+
+    @property
+    def export_format(self) -> str:
+        """The format exports are written in: the configured one, else the strategy's default."""
+        return self.export.format or self.strategy_spec.export_formats[0]
 
     @property
     def run_name(self) -> str:
@@ -159,8 +259,13 @@ class RunConfig:
             out[section] = options_to_dict(comp.options)
         return out
 
-    def to_toml(self) -> str:
-        return dump_toml(self.sections())
+    def to_toml(self, *, mark_demo: bool = False) -> str:
+        notes: dict[str, dict[str, str]] = {}
+        if mark_demo:
+            for key in self.demo_keys:
+                section, _, name = key.partition(".")
+                notes.setdefault(section, {})[name] = "demo"
+        return dump_toml(self.sections(), notes)
 
     def replace(self, section: str, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
@@ -184,30 +289,11 @@ def _parse_sets(sets: Sequence[str]) -> dict[str, dict[str, Any]]:
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set training.lr=3e-4")
+        if "." in name and section in COMPONENT_SECTIONS:
+            raise ConfigError(f"--set {item!r}: component sections are flat; write --set {section}."
+                              f"{name.rsplit('.', 1)[-1]}={value.strip()}")
         out.setdefault(section, {})[name] = parse_literal(value.strip())
     return out
-
-
-DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
-    # The embedded demo is small and short: a higher lr and bigger batches than a real run.
-    "training": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "warmup_ratio": 0.05, "max_grad_norm": 1.0},
-    "data": {"max_length": 256},
-}
-
-
-def _apply_demo_defaults(raw: dict[str, dict[str, Any]], registry: Registry, strategy: str | None) -> None:
-    """Settings for the embedded demo, under everything the user set (core first, then the strategy's)."""
-    layers = [DEMO_DEFAULTS]
-    if strategy and strategy in registry.names("strategy"):
-        layers.append(getattr(registry.get("strategy", strategy).spec, "demo", {}) or {})
-    merged: dict[str, dict[str, Any]] = {}
-    for layer in layers:
-        for section, values in layer.items():
-            merged.setdefault(section, {}).update(values)
-    for section, values in merged.items():
-        target = raw.setdefault(section, {})
-        for key, value in values.items():
-            target.setdefault(key, value)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -222,25 +308,32 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def _choose(registry: Registry, kind: str, name: str, options: Mapping[str, Any], section: str) -> Component:
     reg = registry.get(kind, name)
+    known = {f.name for f in dataclasses.fields(reg.spec.options)}
+    nested = [k for k, v in options.items() if isinstance(v, Mapping) and k not in known]
+    if nested:
+        raise ConfigError(f"[{section}.{nested[0]}]: component sections are flat; write the keys under "
+                          f"[{section}] (or --set {section}.KEY=VALUE)")
     return Component(reg, build_options(reg.spec.options, options, section))
 
 
 def resolve(registry: Registry, *, config_file: str | Path | None = None,
             flags: Mapping[str, Any] | None = None, sets: Sequence[str] = ()) -> RunConfig:
     """Merge every layer, validate it, and choose the components."""
+    from specforge.run.demo import apply_demo_layer, wants_demo
+
     raw: dict[str, dict[str, Any]] = {}
     if config_file:
         _merge(raw, load_toml(config_file), str(config_file))
     for dest, value in (flags or {}).items():
-        if value is None:
+        if value is None or (value is False and dest == "overwrite"):
             continue
         section, _, key = FLAG_KEYS[dest].partition(".")
         raw.setdefault(section, {})[key] = value
     _merge(raw, _parse_sets(sets), "--set")
 
-    strategy_name = raw.get("run", {}).get("strategy")
-    if not raw.get("target", {}).get("model") and not raw.get("data", {}).get("path"):
-        _apply_demo_defaults(raw, registry, strategy_name)
+    demo_keys: frozenset[str] = frozenset()
+    if wants_demo(raw):
+        demo_keys = apply_demo_layer(raw, registry)
     core = {name: build_options(cls, raw.get(name, {}), name) for name, cls in CORE_SECTIONS.items()}
     run: RunSection = core["run"]
 
@@ -276,5 +369,14 @@ def resolve(registry: Registry, *, config_file: str | Path | None = None,
     training: TrainingSection = core["training"]
     if training.resume and training.init_draft:
         raise ConfigError("--resume continues a run, --init-draft starts a new one from weights: use one")
+    if training.resume and run.overwrite:
+        raise ConfigError("--resume continues the run in the folder, --overwrite replaces it: use one")
+    strategy_spec = components["strategy"].spec
+    assert isinstance(strategy_spec, StrategySpec)
+    export: ExportSection = core["export"]
+    if export.format and export.format not in strategy_spec.export_formats:
+        raise ConfigError(f"export.format {export.format!r}: strategy {run.strategy!r} exports "
+                          f"{', '.join(map(repr, strategy_spec.export_formats))}; set --set export.format="
+                          f"{strategy_spec.export_formats[0]} or leave it empty")
     return RunConfig(run=run, target=core["target"], data=core["data"], training=training,
-                     eval=core["eval"], export=core["export"], components=components)
+                     eval=core["eval"], export=export, components=components, demo_keys=demo_keys)

@@ -14,9 +14,10 @@ import click
 @click.option("--store", default="disk", show_default=True, help="Feature store to write.")
 @click.option("--target-engine", default="hf", show_default=True)
 @click.option("--output-dir", required=True, type=click.Path(), help="Store root (the disk store writes here).")
-@click.option("--max-length", default=512, show_default=True, type=int)
-@click.option("--dtype", default="float32", show_default=True)
-@click.option("--batch-size", default=8, show_default=True, type=int)
+@click.option("--max-length", default=512, show_default=True, type=click.IntRange(min=1))
+@click.option("--dtype", default="float32", show_default=True,
+              type=click.Choice(["float32", "float64", "bfloat16", "float16"]))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Strategy/engine/store options.")
 def command(strategy: str, data: str, target_model: str, store: str, target_engine: str, output_dir: str,
             max_length: int, dtype: str, batch_size: int, sets: tuple[str, ...]) -> None:
@@ -25,6 +26,7 @@ def command(strategy: str, data: str, target_model: str, store: str, target_engi
     from specforge.config import resolve
     from specforge.data import load_samples
     from specforge.registry import get_registry
+    from specforge.run.assemble import feature_identity
 
     config = resolve(get_registry(), flags={"strategy": strategy, "store": store, "target_engine": target_engine,
                                             "target_model": target_model, "data": data},
@@ -39,7 +41,9 @@ def command(strategy: str, data: str, target_model: str, store: str, target_engi
         loaded = load_samples(data, info.tokenizer, max_length=max_length, seed=config.run.seed)
         feature_store = config.components["store"].build(root=Path(output_dir), namespace=NAMESPACE)
         try:
-            summary = capture_into_store(engine, loaded.samples, request, feature_store, batch_size=batch_size)
+            summary = capture_into_store(engine, loaded.samples, request, feature_store, batch_size=batch_size,
+                                         identity=feature_identity(config, request),
+                                         read_only=bool(getattr(feature_store, "read_only", False)))
         finally:
             feature_store.close()
     finally:

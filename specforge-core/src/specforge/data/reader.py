@@ -54,7 +54,8 @@ class LineSink:
     def bad(self, path: str, line: int, reason: str) -> None:
         bad = BadLine(path, line, reason)
         if not self.skip:
-            raise DataError(f"{bad} (fix the line, or skip bad lines with skip_bad_lines / --skip-bad-lines)")
+            raise DataError(f"{bad}; fix the line, or skip bad lines: --set data.skip_bad_lines=true "
+                            f"(prepare-data: --skip-bad-lines)")
         self.lines.append(bad)
 
 

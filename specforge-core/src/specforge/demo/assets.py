@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specforge.contracts import TargetInfo
+from specforge.contracts import SpecialTokens, TargetInfo
 from specforge.demo import recipe
 from specforge.demo.cache import build_once, default_cache_dir
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "specforge_demo_manifest.json"  # written last: its presence means the build is complete
 MASK_TOKEN_ID = list(recipe.SPECIAL_TOKENS).index("mask")
+PAD_TOKEN_ID = list(recipe.SPECIAL_TOKENS).index("pad")
+EOS_TOKEN_ID = list(recipe.SPECIAL_TOKENS).index("eos")
 # Build phases, in order, as recorded under "seconds" (target_eval includes any extra training rounds).
 PHASES = ("data", "tokenizer", "target_train", "target_eval", "target_save", "regenerate", "total")
 
@@ -66,7 +68,8 @@ def demo_target_info(cache_dir: Path | str | None = None) -> TargetInfo:
         num_attention_heads=shape.num_attention_heads, num_key_value_heads=shape.num_key_value_heads,
         head_dim=shape.head_dim, intermediate_size=shape.intermediate_size, rms_norm_eps=shape.rms_norm_eps,
         max_position_embeddings=shape.max_position_embeddings, config=dataclasses.asdict(shape),
-        mask_token_id=MASK_TOKEN_ID,
+        special_tokens=SpecialTokens(mask=MASK_TOKEN_ID, pad=PAD_TOKEN_ID, eos=EOS_TOKEN_ID,
+                                     tokenizer_size=shape.vocab_size),
     )
 
 

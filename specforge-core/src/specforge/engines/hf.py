@@ -13,9 +13,10 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from specforge.contracts import FeatureRequest, Sample, SampleFeatures, TargetInfo
+from specforge.devices import resolve_device, resolve_dtype
 from specforge.engines.target_config import (
     TargetModelError,
     check_architecture,
@@ -23,41 +24,19 @@ from specforge.engines.target_config import (
     target_info_from_config,
     validate_model_dir,
 )
-from specforge.engines.weights import read_frozen_weights
-from specforge.errors import ConfigError
+from specforge.errors import UserError
+from specforge.options import Range, TargetEngineOptions
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("float32", "float64", "bfloat16", "float16")
-
-
 @dataclass(frozen=True)
-class HFEngineOptions:
-    """Options of the ``hf`` engine (config section ``[target.hf]``)."""
+class HFEngineOptions(TargetEngineOptions):
+    """Options of the ``hf`` engine (config section ``[target_engine]``)."""
 
-    batch_size: int = 8  # samples per forward in capture, prompts per batch in generate
-    attn_implementation: str = "sdpa"  # "sdpa" or "eager"; passed to from_pretrained
-
-
-def resolve_device(device: str) -> Any:
-    """``"auto"`` is cuda when available, else cpu; anything else is a torch device string."""
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"target device {device!r} is not a device; use 'auto', 'cpu', 'cuda' "
-                          f"or 'cuda:N'") from exc
-
-
-def resolve_dtype(dtype: str) -> Any:
-    import torch
-
-    if dtype not in DTYPES:
-        raise ConfigError(f"target dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
-    return getattr(torch, dtype)
+    batch_size: Annotated[int, Range(ge=1)] = 8
+    """Samples per forward in capture, prompts per batch in generate."""
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    """Passed to ``from_pretrained``."""
 
 
 def _batches(items: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -76,12 +55,11 @@ class HFEngine:
     def __init__(self, options: HFEngineOptions | None = None, *, model_path: str,
                  dtype: str = "float32", device: str = "auto") -> None:
         self.options = options or HFEngineOptions()
-        if self.options.batch_size < 1:
-            raise ConfigError(f"target.hf.batch_size must be at least 1, got {self.options.batch_size}")
         self.model_dir = validate_model_dir(model_path)
         self._config = read_config(self.model_dir)
         check_architecture(self._config, self.model_dir)
         self._shape_info = target_info_from_config(self.model_dir)
+        self.dtype_name = dtype
         self.dtype = resolve_dtype(dtype)
         self.device = resolve_device(device)
         self._model = self._load_model()
@@ -94,6 +72,7 @@ class HFEngine:
         import transformers
         from transformers import AutoModelForCausalLM
 
+        transformers.utils.logging.disable_progress_bar()  # one "Loading weights" bar per engine is noise
         major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
         dtype_key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
         try:
@@ -125,26 +104,16 @@ class HFEngine:
         if self._info is not None:
             return self._info
         self._require_open()
-        from dataclasses import replace
-
         from transformers import AutoTokenizer
+
+        from specforge.engines.frozen import frozen_target_info
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
         except (OSError, ValueError) as exc:
             raise TargetModelError(f"cannot load the tokenizer of {str(self.model_dir)!r}: {exc}; the "
                                    f"target directory must include its tokenizer files") from exc
-        embed, head = read_frozen_weights(self.model_dir, self._config)
-        tied = head is embed
-        embed = embed.to(self.dtype)
-        head = embed if tied else head.to(self.dtype)
-        self._info = replace(
-            self._shape_info,
-            tokenizer=tokenizer,
-            mask_token_id=tokenizer.mask_token_id,
-            embed_weight=embed,  # [V, H]
-            lm_head_weight=head,  # [V, H]
-        )
+        self._info = frozen_target_info(self.model_dir, self.dtype_name, tokenizer=tokenizer)
         return self._info
 
     def capture(self, samples: Sequence[Sample], request: FeatureRequest) -> list[SampleFeatures]:
@@ -152,10 +121,7 @@ class HFEngine:
         import torch
 
         model = self._require_open()
-        try:
-            request.check_layers(len(self._layers), option="the strategy's target layer ids")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        request.check_layers(len(self._layers), option="the strategy's target layer ids")
         self._check_samples(samples)
         order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids), reverse=True)
         results: list[SampleFeatures | None] = [None] * len(samples)
@@ -170,10 +136,10 @@ class HFEngine:
         vocab = self._shape_info.vocab_size
         for s in samples:
             if not s.input_ids:
-                raise ValueError(f"sample {s.sample_id!r} has no tokens; drop empty samples before capture")
+                raise UserError(f"sample {s.sample_id!r} has no tokens; drop empty samples before capture")
             bad = [t for t in s.input_ids if not 0 <= t < vocab]
             if bad:
-                raise ValueError(f"sample {s.sample_id!r} has token ids {bad[:5]} outside the target "
+                raise UserError(f"sample {s.sample_id!r} has token ids {bad[:5]} outside the target "
                                  f"vocabulary 0..{vocab - 1}; tokenize with the target's tokenizer")
 
     def _capture_batch(self, model: Any, batch: Sequence[Sample], request: FeatureRequest) -> list[dict]:

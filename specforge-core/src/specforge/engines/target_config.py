@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from specforge.contracts import TargetInfo
-from specforge.errors import SpecforgeError
+from specforge.errors import UserError
 
 SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "LlamaForCausalLM": "llama",
@@ -25,7 +25,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
 """Dense-residual decoder-only models whose base model is ``embed -> layers -> norm``."""
 
 
-class TargetModelError(SpecforgeError):
+class TargetModelError(UserError):
     """A target model directory that cannot be used (missing, incomplete, unsupported)."""
 
 
@@ -86,42 +86,25 @@ def _required(config: Mapping[str, Any], key: str, model_dir: str | Path) -> int
     return int(config[key])
 
 
-def read_mask_token_id(model_dir: str | Path) -> int | None:
-    """The tokenizer's mask token id from tokenizer_config.json, without loading the tokenizer."""
-    path = Path(model_dir) / "tokenizer_config.json"
-    if not path.is_file():
-        return None
-    try:
-        tok_config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    mask = tok_config.get("mask_token")
-    if isinstance(mask, dict):
-        mask = mask.get("content")
-    if not mask:
-        return None
-    for token_id, token in (tok_config.get("added_tokens_decoder") or {}).items():
-        if isinstance(token, dict) and token.get("content") == mask:
-            return int(token_id)
-    tokenizer_json = Path(model_dir) / "tokenizer.json"
-    if tokenizer_json.is_file():
-        try:
-            for token in json.loads(tokenizer_json.read_text()).get("added_tokens", []):
-                if token.get("content") == mask:
-                    return int(token["id"])
-        except (OSError, json.JSONDecodeError, KeyError, ValueError):
-            return None
-    return None
+def _optional(config: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = config.get(key)
+    return None if value is None else kind(value)
 
 
 def target_info_from_config(path: str | Path) -> TargetInfo:
-    """TargetInfo with the shape fields of the model at ``path`` (no weights, no tokenizer)."""
+    """TargetInfo with the shape fields of the model at ``path`` (no weights, no tokenizer).
+
+    Fields the config leaves out take Hugging Face's defaults where those are defined (kv heads =
+    heads, head_dim = hidden / heads); others stay None ("unknown"). Special tokens are read
+    from the tokenizer files beside the config, when present.
+    """
+    from specforge.engines.tokenizer_files import read_special_tokens
+
     model_dir = validate_model_dir(path)
     config = read_config(model_dir)
     check_architecture(config, model_dir)
     hidden = _required(config, "hidden_size", model_dir)
     heads = _required(config, "num_attention_heads", model_dir)
-    head_dim = config.get("head_dim") or hidden // heads
     return TargetInfo(
         model_path=str(model_dir),
         model_type=str(config.get("model_type", "")),
@@ -130,10 +113,11 @@ def target_info_from_config(path: str | Path) -> TargetInfo:
         vocab_size=_required(config, "vocab_size", model_dir),
         num_attention_heads=heads,
         num_key_value_heads=int(config.get("num_key_value_heads") or heads),
-        head_dim=int(head_dim),
-        intermediate_size=int(config.get("intermediate_size") or 0),
+        head_dim=int(config.get("head_dim") or hidden // heads),
+        intermediate_size=_optional(config, "intermediate_size", int),
         rms_norm_eps=float(config.get("rms_norm_eps", 1e-6)),
-        max_position_embeddings=int(config.get("max_position_embeddings", 4096)),
+        max_position_embeddings=_optional(config, "max_position_embeddings", int),
+        hidden_act=_optional(config, "hidden_act", str),
         config=config,
-        mask_token_id=read_mask_token_id(model_dir),
+        special_tokens=read_special_tokens(model_dir),
     )

@@ -8,6 +8,7 @@ provide them without instantiating the model.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,19 @@ SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 EMBED_SUFFIX = "embed_tokens.weight"
 LM_HEAD_NAMES = ("lm_head.weight",)
+
+
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """Tensor name -> {"dtype", "shape", ...} from a safetensors file's JSON header (no torch)."""
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > 100_000_000:
+                raise ValueError(f"header of {length} bytes")
+            header = json.loads(f.read(length))
+    except (OSError, struct.error, ValueError) as exc:
+        raise TargetModelError(f"{path} is not a readable safetensors file ({exc}); re-download the model") from None
+    return {name: meta for name, meta in header.items() if name != "__metadata__"}
 
 
 def _weight_map(model_dir: Path) -> dict[str, str]:
@@ -32,10 +46,7 @@ def _weight_map(model_dir: Path) -> dict[str, str]:
         return dict(weight_map)
     single = model_dir / SINGLE_FILE
     if single.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(single), framework="pt") as f:
-            return dict.fromkeys(f.keys(), SINGLE_FILE)
+        return dict.fromkeys(safetensors_header(single), SINGLE_FILE)
     raise TargetModelError(
         f"target model directory {str(model_dir)!r} has neither {SINGLE_FILE} nor {INDEX_FILE}; "
         f"specforge reads safetensors checkpoints only (convert .bin weights with save_pretrained)"

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from specforge.contracts import FeatureKey, FeatureRecord, StoreHealth
+from specforge.errors import UserError
 from specforge.stores.base import StoreBase
 from specforge.stores.dtypes import record_bytes
 from specforge.stores.manifest import Manifest, ManifestEntry, delete_event, put_event
@@ -73,13 +74,19 @@ class DiskStore(StoreBase):
     def __init__(self, options: DiskStoreOptions | None = None, *, root: Path | None = None,
                  namespace: str = "features") -> None:
         super().__init__(namespace)
+        self.options = options or DiskStoreOptions()
+        if self.options.root:
+            root = Path(self.options.root).expanduser()
         if root is None:
             raise ValueError("the disk store needs a root directory (root=...); the run passes its "
                              "output directory, or set [store] root in the config")
-        self.options = options or DiskStoreOptions()
         self.root = Path(root).resolve()
+        self.read_only = self.options.read_only
         self.dir = self.root / self.namespace
         self._lock = threading.Lock()
+        if self.read_only and not (self.dir / MARKER).is_file():
+            raise UserError(f"store.read_only is set but {self.dir} holds no disk store; capture into it first "
+                            f"(specforge capture --output-dir {self.root}) or drop store.read_only")
         self._ensure_layout()
         self._manifest = Manifest(self.dir / MANIFEST, fsync=self.options.fsync)
         self._manifest.refresh()
@@ -117,6 +124,7 @@ class DiskStore(StoreBase):
         from safetensors.torch import save
 
         self._check_open()
+        self._check_writable()
         prepared = []
         seen: set[str] = set()
         for key, tensors in items:
@@ -191,6 +199,7 @@ class DiskStore(StoreBase):
         """Free a sample; a no-op when it is already gone or ``record`` is of an older generation."""
         check_record(record, self.namespace)
         self._check_open()
+        self._check_writable()
         with self._lock:
             self._manifest.refresh()
             entry = self._manifest.entries.get(record.key.sample_id)
@@ -232,6 +241,10 @@ class DiskStore(StoreBase):
         self._closed = True
 
     # ------------------------------------------------------------------ internals
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise UserError(f"the disk store at {self.dir} is read-only (store.read_only); it cannot be written")
 
     def _current(self, key: FeatureKey) -> ManifestEntry | None:
         """The live entry of ``key``'s sample, reading the manifest again only on a miss."""

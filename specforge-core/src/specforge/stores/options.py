@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from specforge.options import Range, StoreOptions
 
 
 @dataclass(frozen=True)
-class MemoryStoreOptions:
+class MemoryStoreOptions(StoreOptions):
     """``[store]`` keys of the ``memory`` store."""
 
-    max_resident_bytes: int = 0  # tensor bytes a put may not exceed; 0 = unlimited
-
-    def __post_init__(self) -> None:
-        if self.max_resident_bytes < 0:
-            raise ValueError(f"max_resident_bytes must be >= 0 (0 = unlimited), got {self.max_resident_bytes}")
+    max_resident_bytes: Annotated[int, Range(ge=0, note="0 means unlimited")] = 0
+    """Tensor bytes the store may hold; a put beyond it fails."""
 
 
 @dataclass(frozen=True)
-class DiskStoreOptions:
+class DiskStoreOptions(StoreOptions):
     """``[store]`` keys of the ``disk`` store."""
 
-    shard_size: int = 1000  # samples per folder (approximate when several processes write)
-    fsync: bool = False  # fsync every file and manifest line: survives power loss, costs latency
-
-    def __post_init__(self) -> None:
-        if self.shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1 sample per folder, got {self.shard_size}")
+    root: str = ""
+    """Folder the store lives in; empty: the run's ``features`` folder. Point several runs (or
+    ``specforge capture --output-dir``) at one root to share captured features."""
+    read_only: bool = False
+    """Never write: features that do not match the run (another target, request, data...) are an
+    error naming what changed, not a re-capture."""
+    shard_size: Annotated[int, Range(ge=1)] = 1000
+    """Samples per folder (approximate when several processes write)."""
+    fsync: bool = False
+    """fsync every file and manifest line: survives power loss, costs latency."""

@@ -6,7 +6,7 @@ Subclass ``StrategyKit`` in a test module and name the registered strategy::
 
     class TestMyStrategy(StrategyKit):
         strategy_name = "my-algo"
-        options: ClassVar[dict] = {"num_layers": 1}  # as in a run config's [strategy.my-algo]
+        options: ClassVar[dict] = {"num_layers": 1}  # as in a run config's [strategy] table
 
 pytest then runs every ``test_*`` method below against the installed strategy, on a synthetic
 tiny target (``specforge.testing.synthetic``) on CPU in a few seconds. To leave out a check that
@@ -62,7 +62,7 @@ def make_case(strategy_name: str, options: Mapping[str, Any] | None = None, *,
     """Build the strategy through the registry, as ``specforge run`` does, plus synthetic data for it."""
     registry = get_registry()
     reg = registry.get("strategy", strategy_name)
-    opts = build_options(reg.spec.options, dict(options or {}), f"strategy.{strategy_name}")
+    opts = build_options(reg.spec.options, dict(options or {}), "strategy")
     strategy = reg.spec.load()(opts)
     info = synthetic.tiny_target_info(seed=seed, **dict(target or {}))
     request = strategy.feature_request(info)
@@ -158,7 +158,7 @@ def check_registration(case: KitCase) -> None:
     assert case.strategy.name == case.name, f"strategy.name is {case.strategy.name!r}, registered {case.name!r}"
     missing = [m for m in STRATEGY_METHODS if not callable(getattr(case.strategy, m, None))]
     assert not missing, f"strategy {case.name!r} lacks {missing}"
-    default = reg.spec.load()(build_options(reg.spec.options, {}, f"strategy.{case.name}"))
+    default = reg.spec.load()(build_options(reg.spec.options, {}, "strategy"))
     assert default.name == case.name
 
 
@@ -273,11 +273,58 @@ def _exported(case: KitCase, tmp: Path, fmt: str) -> tuple[Any, Any, Path, dict]
     return draft, batch, out_dir, info
 
 
-def check_export(case: KitCase, tmp: Path, fmt: str = "hf") -> None:
+def check_options_refuse_out_of_range_values(case: KitCase) -> list[str]:
+    """Every declared range (``Annotated[T, Range(...)]``) is enforced: a value just outside it is
+    refused with a message naming the key. Returns the keys checked."""
+    from specforge.errors import ConfigError
+    from specforge.options import field_ranges
+
+    checked = []
+    sequences = {f.name for f in dataclasses.fields(case.spec.options)
+                 if "tuple[" in str(f.type) or "list[" in str(f.type)}
+    for name, rng in field_ranges(case.spec.options).items():
+        for bad in _outside(rng):
+            value = [bad] if name in sequences else bad
+            try:
+                build_options(case.spec.options, {name: value}, "strategy")
+            except ConfigError as exc:
+                assert f"strategy.{name}" in str(exc), f"the error for {name}={bad!r} does not name the key: {exc}"
+            else:
+                raise AssertionError(f"strategy.{name}={value!r} is outside its declared range {rng.describe()} "
+                                     f"but was accepted")
+            checked.append(name)
+    return checked
+
+
+def _outside(rng: Any) -> list[float]:
+    """Values just outside a Range (integers when the bound is one, so int fields type-check)."""
+    out = [v for v in (None if rng.ge is None else rng.ge - 1, rng.gt,
+                       None if rng.le is None else rng.le + 1, rng.lt) if v is not None]
+    return [int(v) if float(v).is_integer() else v for v in out]
+
+
+def check_export_formats_differ(case: KitCase, tmp: Path) -> None:
+    """Each export format the strategy declares writes something different (names, shapes or config)."""
+    from safetensors import safe_open
+
+    formats = case.spec.export_formats
+    draft, _ = _trained(case)
+    written = {}
+    for fmt in formats:
+        out_dir = tmp / f"export-{fmt}"
+        case.strategy.export(draft, out_dir, fmt)
+        with safe_open(str(out_dir / "model.safetensors"), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+        written[fmt] = (json.dumps(json.loads((out_dir / "config.json").read_text()), sort_keys=True), shapes)
+    same = [(a, b) for i, a in enumerate(formats) for b in formats[i + 1:] if written[a] == written[b]]
+    assert not same, f"export formats {same} write the same files; declare one format per distinct output"
+
+
+def check_export(case: KitCase, tmp: Path, fmt: str | None = None) -> None:
     """export writes config.json + model.safetensors and reports exactly the weights it wrote."""
     from safetensors import safe_open
 
-    _, _, out_dir, info = _exported(case, tmp, fmt)
+    _, _, out_dir, info = _exported(case, tmp, fmt or case.spec.export_formats[0])
     assert (out_dir / "config.json").is_file(), f"export wrote no {out_dir / 'config.json'}"
     assert (out_dir / "model.safetensors").is_file(), f"export wrote no {out_dir / 'model.safetensors'}"
     assert isinstance(json.loads((out_dir / "config.json").read_text()), dict), "config.json is not an object"
@@ -291,9 +338,9 @@ def check_export(case: KitCase, tmp: Path, fmt: str = "hf") -> None:
     assert reported == written, f"export info weights {reported} differ from the file's {written}"
 
 
-def check_load_export(case: KitCase, tmp: Path, fmt: str = "hf") -> None:
+def check_load_export(case: KitCase, tmp: Path, fmt: str | None = None) -> None:
     """load_export rebuilds a draft that gives the exported draft's loss."""
-    draft, batch, out_dir, _ = _exported(case, tmp, fmt)
+    draft, batch, out_dir, _ = _exported(case, tmp, fmt or case.spec.export_formats[0])
     load = getattr(case.strategy, "load_export", None)
     assert callable(load), f"strategy {case.name!r} has no load_export (needed by `specforge eval EXPORT`)"
     loaded = load(out_dir, case.info)
@@ -347,7 +394,7 @@ class StrategyKit:
     loss_ratio: ClassVar[float] = 0.8
     propose_k: ClassVar[int] = 3
     max_proposal: ClassVar[int | None] = None  # None: propose_k; a block strategy: block size - 1
-    export_format: ClassVar[str] = "hf"
+    export_format: ClassVar[str | None] = None  # None: the strategy's default (first) export format
 
     @pytest.fixture(autouse=True)
     def _one_torch_thread(self) -> Iterator[None]:
@@ -391,6 +438,13 @@ class StrategyKit:
 
     def test_load_export_reproduces_the_draft(self, kit_case: KitCase, tmp_path: Path) -> None:
         check_load_export(kit_case, tmp_path, self.export_format)
+
+    def test_each_declared_export_format_writes_something_different(self, kit_case: KitCase,
+                                                                      tmp_path: Path) -> None:
+        check_export_formats_differ(kit_case, tmp_path)
+
+    def test_options_refuse_values_outside_their_declared_ranges(self, kit_case: KitCase) -> None:
+        check_options_refuse_out_of_range_values(kit_case)
 
     def test_propose_returns_draft_tokens_within_the_target_vocab(self, kit_case: KitCase) -> None:
         check_propose(kit_case, self.propose_k, self.max_proposal)

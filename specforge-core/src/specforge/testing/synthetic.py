@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from specforge.contracts import DataStats, FeatureRequest, SampleFeatures, TargetInfo
+from specforge.contracts import DataStats, FeatureRequest, SampleFeatures, SpecialTokens, TargetInfo
 
 SYNTHETIC_MODEL_PATH = "synthetic:tiny-qwen3"
 DEFAULT_LENGTHS = (16, 11, 20, 9)
@@ -86,7 +86,8 @@ def tiny_target_info(
         rms_norm_eps=1e-6,
         max_position_embeddings=256,
         config=config,
-        mask_token_id=mask_token_id,
+        hidden_act="silu",
+        special_tokens=SpecialTokens(mask=mask_token_id, tokenizer_size=vocab_size),
         embed_weight=embed,
         lm_head_weight=lm_head,
     )

@@ -137,3 +137,29 @@ def make_tiny_target(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def write_plan_only_target(path: str | Path, config: dict[str, Any], specials: dict[int, str] | None = None,
+                           eos: str | None = None, pad: str | None = None) -> Path:
+    """A model directory ``run --plan`` accepts without any weights to load: ``config`` as config.json,
+    a model.safetensors whose header names the embedding and lm_head (no data: --plan reads headers
+    only) and a tokenizer_config.json with ``specials`` (id -> token) and the eos/pad roles.
+
+    For plan tests of real-sized targets (a Qwen3-8B config) on a machine that has no such model.
+    """
+    import json
+    import struct
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    v, h = config["vocab_size"], config["hidden_size"]
+    size = v * h * 2
+    header = json.dumps({"model.embed_tokens.weight": {"dtype": "BF16", "shape": [v, h], "data_offsets": [0, size]},
+                         "lm_head.weight": {"dtype": "BF16", "shape": [v, h], "data_offsets": [size, 2 * size]}})
+    (path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header.encode())
+    tokenizer_config: dict[str, Any] = {"added_tokens_decoder": {
+        str(i): {"content": t, "special": True} for i, t in (specials or {}).items()}}
+    tokenizer_config.update({k: v for k, v in (("eos_token", eos), ("pad_token", pad)) if v})
+    (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    return path

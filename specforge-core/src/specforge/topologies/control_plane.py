@@ -42,10 +42,15 @@ class ControlPlane:
     def __post_init__(self) -> None:
         from torch.distributed import TCPStore
 
-        self._store = TCPStore(self.host, self.port, is_master=self.is_host, wait_for_workers=False,
-                               timeout=timedelta(seconds=self.timeout_s), use_libuv=True)
-        if self.is_host:
-            self.port = self._store.port
+        from specforge.net import host_store
+
+        self._socket = None
+        if self.is_host:  # listen on exactly self.host (torch's own server would take every interface)
+            self._store, self._socket = host_store(self.host, self.port, "the control plane", self.timeout_s)
+            self.port = self._socket.getsockname()[1]
+        else:
+            self._store = TCPStore(self.host, self.port, is_master=False, wait_for_workers=False,
+                                   timeout=timedelta(seconds=self.timeout_s), use_libuv=True)
 
     @property
     def address(self) -> str:

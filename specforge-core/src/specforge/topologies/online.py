@@ -8,29 +8,28 @@ from __future__ import annotations
 
 import itertools
 
-from specforge.capture import NAMESPACE
-from specforge.contracts import FeatureKey
-from specforge.job import Job
-from specforge.topologies.common import data_plan, run_training
+from specforge.contracts import RunContext, TrainResult
+from specforge.topologies.base import TopologyBase
 from specforge.topologies.options import OnlineOptions
-from specforge.training.trainer import TrainResult
 
 
-class OnlineTopology:
+class OnlineTopology(TopologyBase):
     def __init__(self, options: OnlineOptions) -> None:
         self.options = options
 
-    def run(self, job: Job) -> TrainResult:
+    def train(self, run: RunContext) -> TrainResult:
         generation = itertools.count()
+        engine = run.engine
+        assert engine is not None, "the online topology captures: its trainers hold an engine"
 
         def fetch(indices, epoch):
-            samples = [job.samples[i] for i in indices]
-            features = job.engine.capture(samples, job.request)
+            samples = [run.samples[i] for i in indices]
+            features = engine.capture(samples, run.request)
             gen = next(generation)
-            records = [job.store.put(FeatureKey(NAMESPACE, s.sample_id, gen), f) for s, f in zip(samples, features)]
-            out = job.store.get_many(records)
+            records = [run.store.put(run.feature_key(s, gen), f) for s, f in zip(samples, features)]
+            out = run.store.get_many(records)
             for record in records:
-                job.store.delete(record)
+                run.store.delete(record)
             return out
 
-        return run_training(job, data_plan(job), fetch)
+        return run.train(fetch)

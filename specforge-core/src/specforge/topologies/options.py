@@ -3,35 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from specforge.options import Range, TopologyOptions
 
 
 @dataclass(frozen=True)
-class OfflineOptions:
+class OfflineOptions(TopologyOptions):
     """No options yet: the capture batch size is ``training.capture_batch_size``."""
 
 
 @dataclass(frozen=True)
-class OnlineOptions:
+class OnlineOptions(TopologyOptions):
     """No options yet."""
 
 
 @dataclass(frozen=True)
-class DisaggregatedOptions:
+class DisaggregatedOptions(TopologyOptions):
     """Producers and trainers in separate processes, coordinated through a TCPStore."""
 
-    role: str = "auto"  # auto (one machine: start everything) | coordinator | producer | trainer
-    coordinator: str = ""  # HOST:PORT of the control plane; empty on one machine (a free loopback port)
-    num_producers: int = 1
-    producer_index: int = 0  # which producer this process is (set by the launcher)
-    max_inflight: int = 64  # captured-but-unacknowledged samples allowed (at least one optimizer step)
-    producer_restarts: int = 0  # how often the launcher restarts a crashed producer
-    poll_s: float = 0.01
-    wait_timeout_s: float = 600.0
+    role: Literal["auto", "coordinator", "producer", "trainer"] = "auto"
+    """auto: one machine, start everything; coordinator, producer, trainer: one part, across machines."""
+    coordinator: str = ""
+    """HOST:PORT of the control plane. Empty on one machine (a free loopback port); the coordinator role
+    listens on 127.0.0.1:29600 unless given a host (a non-loopback host exposes the control plane to that
+    network)."""
+    num_producers: Annotated[int, Range(ge=1)] = 1
+    """Producer processes capturing features."""
+    producer_index: Annotated[int, Range(ge=0)] = 0
+    """Which producer this process is (set by the launcher)."""
+    max_inflight: Annotated[int, Range(ge=1)] = 64
+    """Captured-but-unacknowledged samples allowed (at least one optimizer step's worth)."""
+    producer_restarts: Annotated[int, Range(ge=0)] = 0
+    """How often the launcher restarts a crashed producer."""
+    poll_s: Annotated[float, Range(gt=0)] = 0.01
+    """Seconds between control-plane polls."""
+    wait_timeout_s: Annotated[float, Range(gt=0)] = 600.0
+    """Seconds a trainer waits for a sample before it fails naming the coordinator."""
 
-    def __post_init__(self) -> None:
-        if self.role not in ("auto", "coordinator", "producer", "trainer"):
-            raise ValueError(f"topology.role must be auto, coordinator, producer or trainer, got {self.role!r}")
-        if self.num_producers < 1 or not 0 <= self.producer_index < self.num_producers:
-            raise ValueError("topology.num_producers must be >= 1 and producer_index in [0, num_producers)")
-        if self.max_inflight < 1:
-            raise ValueError("topology.max_inflight must be at least 1")
+    def problems(self) -> list[str]:
+        if self.producer_index >= self.num_producers:
+            return [f"topology.producer_index {self.producer_index} must be below topology.num_producers "
+                    f"{self.num_producers}"]
+        return []

@@ -10,16 +10,17 @@ Tensors load with ``weights_only=True``; weights are safetensors (no pickle on t
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -28,11 +29,12 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from specforge.errors import ConfigError
+from specforge.errors import ConfigError, UserError
+from specforge.export import save_safetensors
 from specforge.faults import kill_point
 from specforge.training.distributed import DistContext, barrier
+from specforge.training.layout import STATE_FILE, STEP_DIR, WEIGHTS_FILE, step_dir_name
 
-STEP_DIR = re.compile(r"^step-(\d{8})$")
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
@@ -82,32 +84,24 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def find_latest(root: Path) -> Path | None:
-    """The newest complete checkpoint under ``root`` (temp folders never count)."""
-    if not root.is_dir():
-        return None
-    steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
-    return steps[-1][1] if steps else None
-
-
 def save(ctx: DistContext, root: Path, *, position: Position, model: torch.nn.Module,
          optimizer: torch.optim.Optimizer, extra_state: dict, contract: dict, config_toml: str,
          keep: int) -> Path:
     """Collective: every rank calls it. Returns the final checkpoint folder."""
     weights = trainable_state(model)
     optim = get_optimizer_state_dict(model, optimizer, options=FULL)
-    final = root / f"step-{position.step:08d}"
-    tmp = root / f".tmp-step-{position.step:08d}"
+    final = root / step_dir_name(position.step)
+    tmp = root / f".tmp-{step_dir_name(position.step)}"
     if ctx.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(ctx)
     if ctx.is_main:
-        save_file(weights, str(tmp / "draft.safetensors"))
+        save_safetensors(weights, tmp / WEIGHTS_FILE)
         kill_point(f"ckpt-write:{position.step}", ctx.rank)
         torch.save({"optimizer": optim, "step": position.step, "epoch": position.epoch,
                     "micro": position.micro, "extra_state": extra_state, "contract": contract},
-                   tmp / "state.pt")
+                   tmp / STATE_FILE)
         (tmp / "config.toml").write_text(config_toml)
     torch.save(_rng_state(), tmp / f"rng-rank{ctx.rank}.pt")
     barrier(ctx)
@@ -128,7 +122,27 @@ def _prune(root: Path, keep: int) -> None:
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    return torch.load(path / "state.pt", weights_only=True)
+    """A checkpoint's state.pt (optimizer, position, extra state, contract); damaged -> UserError."""
+    try:
+        return torch.load(path / STATE_FILE, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} has no {STATE_FILE}: it is incomplete; use an earlier checkpoint") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"checkpoint {path}/{STATE_FILE} cannot be read ({type(exc).__name__}: {exc}); the file is "
+                        f"damaged: use an earlier checkpoint") from None
+
+
+def last_loss(run_dir: Path, step: int) -> float:
+    """The loss metrics.jsonl recorded at ``step`` (nan when there is none, e.g. before step 1)."""
+    path = run_dir / "metrics.jsonl"
+    if step < 1 or not path.is_file():
+        return math.nan
+    for line in reversed(path.read_text().splitlines()):
+        if line.strip():
+            record = json.loads(line)
+            if record.get("step") == step and "loss" in record:
+                return float(record["loss"])
+    return math.nan
 
 
 def check_contract(saved: dict, current: dict, path: Path) -> None:
@@ -142,7 +156,14 @@ def check_contract(saved: dict, current: dict, path: Path) -> None:
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
     """Load trainable weights (frozen target weights are already in the freshly built draft)."""
-    weights = load_file(str(path / "draft.safetensors"))
+    try:
+        weights = load_file(str(path / WEIGHTS_FILE))
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} has no {WEIGHTS_FILE}: it is incomplete; use an earlier "
+                        f"checkpoint") from None
+    except Exception as exc:  # safetensors raises its own error types for a truncated header or data
+        raise UserError(f"checkpoint {path}/{WEIGHTS_FILE} cannot be read ({type(exc).__name__}: {exc}); the file "
+                        f"is damaged: use an earlier checkpoint") from None
     own = checkpointed_names(model)
     missing = sorted(own - set(weights))
     unexpected = sorted(set(weights) - own)

@@ -30,16 +30,10 @@ def inside_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or ("WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ)
 
 
-def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(requested)
-
-
 def init(device: str = "auto") -> DistContext:
     """Join the process group torchrun set up, or run as a single process."""
+    from specforge.devices import resolve_device
+
     if not inside_torchrun():
         return DistContext(0, 1, 0, resolve_device(device))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -8,61 +8,35 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from specforge.config import TrainingSection
-from specforge.contracts import DataStats, LossOutput, SampleFeatures, StepContext, Strategy, TargetInfo
+from specforge.contracts import (
+    DataStats,
+    LossOutput,
+    RunContext,
+    SampleFeatures,
+    StepContext,
+    Strategy,
+    TargetInfo,
+    TrainResult,
+)
 from specforge.errors import SpecforgeError
 from specforge.faults import kill_point
+from specforge.nn import unwrap
 from specforge.training import checkpoint
 from specforge.training.distributed import DistContext, all_reduce_sum, barrier
 from specforge.training.feedback import MetricsLog, Progress
-from specforge.training.plan import DataPlan
 from specforge.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[Sequence[int], int], list[SampleFeatures]]  # (sample indices, epoch) -> features
-Observe = Callable[..., None]
-
-
-@dataclass
-class TrainSetup:
-    """Everything the loop needs; built by a topology."""
-
-    ctx: DistContext
-    strategy: Strategy
-    info: TargetInfo
-    stats: DataStats
-    plan: DataPlan
-    fetch: Fetch
-    run_dir: Path
-    training: TrainingSection
-    config_toml: str
-    contract: dict
-    observe: Observe = field(default=lambda hook, **kw: None)
-    resume_from: Path | None = None
-    init_draft: Path | None = None
-    seed: int = 0
-    # after each optimizer step: (step, epoch, this rank's sample indices of the step)
-    on_step: Callable[[int, int, Sequence[int]], None] | None = None
-    on_start: Callable[[int], None] | None = None  # before the first step: the step training starts from
-    extra_metrics: Callable[[], dict[str, float]] | None = None  # merged into each metrics line (rank 0)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    steps: int
-    final_loss: float
-    checkpoint: Path
-    history: list[dict[str, Any]]
+OnStep = Callable[[int, int, Sequence[int]], None]  # (step, epoch, this rank's sample indices of the step)
 
 
 def build_draft(strategy: Strategy, info: TargetInfo, stats: DataStats, device: torch.device,
@@ -166,50 +140,56 @@ class _StepAccumulator:
         return loss, out, int(vec[3].item())
 
 
-def train(setup: TrainSetup) -> TrainResult:
-    ctx, plan, cfg, strategy = setup.ctx, setup.plan, setup.training, setup.strategy
+def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
+          on_start: Callable[[int], None] | None = None,
+          extra_metrics: Callable[[], dict[str, float]] | None = None) -> TrainResult:
+    """Train ``run``'s draft on batches from ``fetch`` (see ``RunContext.train``)."""
+    ctx, plan, cfg, strategy = run.dist, run.plan(), run.config.training, run.strategy
     total = plan.total_steps
     if total < 1:
         raise SpecforgeError(
             f"{plan.num_samples} samples give no optimizer step with batch {plan.batch_size} x accumulation "
             f"{plan.accumulation} x {plan.world_size} process(es); use more data or a smaller batch")
-    _seed_everything(setup.seed, ctx.rank)  # same seed, same run; a resume then restores the saved RNG
-    draft = build_draft(strategy, setup.info, setup.stats, ctx.device, warm_start=setup.init_draft)
+    _seed_everything(run.config.run.seed, ctx.rank)  # same seed, same run; a resume then restores the saved RNG
+    draft = build_draft(strategy, run.info, run.stats, ctx.device, warm_start=run.init_draft)
     model = _wrap(draft, ctx, cfg.parallel)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     position = checkpoint.Position(step=0, epoch=0, micro=0)
-    if setup.resume_from is not None:
-        saved = checkpoint.read_state(setup.resume_from)
-        checkpoint.check_contract(saved["contract"], setup.contract, setup.resume_from)
+    if run.resume_from is not None:
+        saved = checkpoint.read_state(run.resume_from)
         strategy.load_extra_state(draft, saved["extra_state"])
-        position = checkpoint.load(ctx, setup.resume_from, model, optimizer)
-        log.info("resuming from %s at step %d", setup.resume_from, position.step)
+        position = checkpoint.load(ctx, run.resume_from, model, optimizer)
+        log.info("resuming from %s at step %d", run.resume_from, position.step)
 
-    ckpt_root = setup.run_dir / "checkpoints"
-    metrics_log = MetricsLog(setup.run_dir, resume_step=position.step if setup.resume_from else None) \
+    ckpt_root = run.run_dir / "checkpoints"
+    metrics_log = MetricsLog(run.run_dir, resume_step=position.step if run.resume_from else None) \
         if ctx.is_main else None
     progress = Progress(total, position.step, enabled=ctx.is_main)
     history: list[dict[str, Any]] = []
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda"
                 else contextlib.nullcontext())
-    step, last_loss = position.step, math.nan
-    last_ckpt: Path | None = setup.resume_from
+    step, last_loss = position.step, checkpoint.last_loss(run.run_dir, position.step)
+    last_ckpt: Path | None = run.resume_from
+    config_toml = run.config.to_toml()
+    contract = run.contract()
     model.train()
 
     def save() -> Path:
         pos = checkpoint.Position(step=step, epoch=epoch, micro=micro_index)
         path = checkpoint.save(ctx, ckpt_root, position=pos, model=model, optimizer=optimizer,
-                               extra_state=strategy.extra_state(draft), contract=setup.contract,
-                               config_toml=setup.config_toml, keep=cfg.keep_checkpoints)
+                               extra_state=strategy.extra_state(draft), contract=contract,
+                               config_toml=config_toml, keep=cfg.keep_checkpoints)
         if ctx.is_main:
-            setup.observe("specforge_on_checkpoint", path=path)
+            run.observe("specforge_on_checkpoint", path=path)
         return path
 
     epoch, micro_index = position.epoch, position.micro
-    if setup.on_start is not None:
-        setup.on_start(position.step)
+    if on_start is not None:
+        on_start(position.step)
+    if step >= total:
+        log.info("the run already finished at step %d of %d; nothing left to train", step, total)
     try:
         while step < total and epoch < plan.epochs:
             batches = plan.epoch_batches(epoch, ctx.rank)
@@ -220,7 +200,7 @@ def train(setup: TrainSetup) -> TrainResult:
                     group["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_ratio)
                 acc = _StepAccumulator()
                 for m, indices in enumerate(window):
-                    features = setup.fetch(indices, epoch)
+                    features = fetch(indices, epoch)
                     batch = _to_device(strategy.collate(features), ctx.device)
                     step_ctx = StepContext(step=step, total_steps=total, micro_step=m, accumulation=plan.accumulation)
                     with _no_grad_sync(model, last_micro=m == len(window) - 1):
@@ -235,7 +215,7 @@ def train(setup: TrainSetup) -> TrainResult:
                     for p in params:
                         if p.grad is not None:
                             p.grad.mul_(scale)
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norm = _clip(params, cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
@@ -246,26 +226,52 @@ def train(setup: TrainSetup) -> TrainResult:
                 record = {"step": step, "epoch": epoch, "loss": loss,
                           "lr": optimizer.param_groups[0]["lr"], "grad_norm": _as_float(grad_norm),
                           "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0, **metrics}
-                if setup.on_step is not None:
-                    setup.on_step(step, epoch, [i for w in window for i in w])
-                if setup.extra_metrics is not None:
-                    record.update(setup.extra_metrics())
+                if on_step is not None:
+                    on_step(step, epoch, [i for w in window for i in w])
+                if extra_metrics is not None:
+                    record.update(extra_metrics())
                 if ctx.is_main:
                     assert metrics_log is not None
                     metrics_log.write(record)
                     history.append(record)
                     progress.update(step, loss, record["tokens_per_s"])
-                    setup.observe("specforge_on_step_end", step=step, metrics=record)
+                    run.observe("specforge_on_step_end", step=step, metrics=record)
                 if cfg.save_every and step % cfg.save_every == 0 and step < total:
                     last_ckpt = save()
                 kill_point(f"step:{step}", ctx.rank)
             if micro_index + plan.accumulation > len(batches):
                 epoch, micro_index = epoch + 1, 0
-        last_ckpt = save()
+        if last_ckpt is None or step > position.step:
+            last_ckpt = save()
     finally:
         progress.close()
         if metrics_log is not None:
             metrics_log.close()
+    trained = _trained_draft(run, model, draft)
     barrier(ctx)
     assert last_ckpt is not None
-    return TrainResult(steps=step, final_loss=last_loss, checkpoint=last_ckpt, history=history)
+    return TrainResult(steps=step, final_loss=last_loss, checkpoint=last_ckpt, history=history, draft=trained)
+
+
+def _clip(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """The global gradient norm, clipped to ``max_norm`` (0: measured, not clipped)."""
+    if max_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.nn.utils.clip_grad_norm_(params, float("inf"))
+
+
+def _trained_draft(run: RunContext, model: torch.nn.Module, draft: torch.nn.Module) -> torch.nn.Module | None:
+    """The trained draft with full weights on rank 0 (collective under FSDP), in eval mode.
+
+    Without sharding that is the draft itself. FSDP2 shards its parameters in place, so rank 0
+    gets a fresh draft of the same shape holding the gathered weights (nothing is read back).
+    """
+    if run.config.training.parallel != "fsdp" or not run.dist.distributed:
+        return unwrap(model).eval() if run.dist.is_main else None
+    weights = checkpoint.trainable_state(model)  # collective: every rank takes part
+    if not run.dist.is_main:
+        return None
+    fresh = run.strategy.build_draft(run.info, run.stats)
+    run.strategy.load_extra_state(fresh, run.strategy.extra_state(draft))
+    fresh.load_state_dict(weights, strict=False)
+    return fresh.eval()

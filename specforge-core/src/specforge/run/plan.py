@@ -6,21 +6,11 @@ from typing import Any
 
 from specforge.config import RunConfig
 from specforge.contracts import TargetInfo
-from specforge.errors import ConfigError
+from specforge.run import preflight
+from specforge.run.demo import plan_target_info
 
 LABELS = {"strategy": "strategy", "target_engine": "target engine", "store": "feature store",
           "topology": "topology"}
-
-
-def plan_target_info(config: RunConfig) -> TargetInfo:
-    """The target's shape from its config.json, or the embedded demo's, without loading weights."""
-    if config.target.model:
-        from specforge.engines.target_config import target_info_from_config
-
-        return target_info_from_config(config.target.model)
-    from specforge.demo.assets import demo_target_info
-
-    return demo_target_info()
 
 
 def _features_line(request: Any, info: TargetInfo) -> str:
@@ -35,7 +25,7 @@ def _features_line(request: Any, info: TargetInfo) -> str:
 
 
 def describe_plan(config: RunConfig) -> list[str]:
-    """Lines for the terminal. Raises ConfigError when the strategy cannot work on this target."""
+    """Lines for the terminal. Raises a UserError when the strategy cannot work on this target."""
     lines = [f"run {config.run_name!r} -> {config.run_dir}"]
     for section, comp in config.components.items():
         reg = comp.registered
@@ -47,15 +37,17 @@ def describe_plan(config: RunConfig) -> list[str]:
                  f"hidden {info.hidden_size}, vocab {info.vocab_size})")
     lines.append(f"  {'data':<14} {config.data.path or 'embedded demo conversations'}")
     strategy = config.strategy.build()
-    try:
-        request = strategy.feature_request(info)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
+    request = strategy.feature_request(info)
+    request.check_layers(info.num_layers)
+    notes = preflight.check(config, info, strategy)
     lines.append(f"  {'features':<14} {_features_line(request, info)}")
+    lines.extend(f"  {'':<14} {note}" for note in notes)
     t = config.training
     lines.append(f"  {'training':<14} {t.epochs} epoch(s), batch {t.batch_size} x accumulation "
                  f"{t.accumulation} x {t.nproc_per_node} process(es), lr {t.lr}, {t.parallel}")
+    lines.append(f"  {'export':<14} format {config.export_format} (strategy {config.run.strategy} exports "
+                 f"{', '.join(config.strategy_spec.export_formats)})")
     lines.append("")
-    lines.append("# resolved config (save as run.toml and pass with -c)")
-    lines.extend(config.to_toml().rstrip().splitlines())
+    lines.append("# resolved config (save as run.toml and pass with -c); '# demo': set by the embedded demo")
+    lines.extend(config.to_toml(mark_demo=True).rstrip().splitlines())
     return lines

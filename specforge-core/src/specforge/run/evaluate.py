@@ -1,0 +1,125 @@
+"""Evaluation of a run's draft, one path for `specforge run` (before/after) and `specforge eval`.
+
+Both prepare the same way: an engine in the evaluation dtype (the run's own when the dtype
+matches), the held-out prompts, the settings; then ``evaluate_draft`` decodes speculatively and
+checks the output is the target's own greedy output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from specforge.config import RunConfig
+from specforge.contracts import Strategy, TargetEngine
+from specforge.errors import UserError
+from specforge.evaluation.evaluate import EvalSettings, evaluate_draft, load_eval_prompts, stop_ids
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """What one evaluation decodes: prompts (ids and names), their source, and the settings."""
+
+    prompts: list[list[int]]
+    names: list[str]
+    source: str
+    settings: EvalSettings
+    stops: list[int]
+
+
+def eval_dtype(config: RunConfig) -> str:
+    return config.eval.dtype or config.target.dtype
+
+
+def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, k: int | None = None,
+              num_prompts: int | None = None) -> EvalPlan:
+    """Prompts and settings from the run's config, with the command line's overrides."""
+    source = prompts or config.data.eval_path or config.data.path
+    if not source:
+        raise UserError("no prompts to evaluate on: pass --prompts FILE (conversations JSONL; the last "
+                        "assistant reply of each line is dropped and generated)")
+    ids, names = load_eval_prompts(source, tokenizer, num_prompts or config.eval.num_prompts)
+    if not ids:
+        raise UserError(f"{source} holds no usable prompt; pass --prompts FILE with conversations")
+    settings = EvalSettings(k=k or config.eval.k, num_prompts=len(ids), max_new_tokens=config.eval.max_new_tokens,
+                            check_lossless=config.eval.check_lossless)
+    return EvalPlan(ids, names, source, settings, stop_ids(tokenizer))
+
+
+def engine_for_eval(config: RunConfig, engine: TargetEngine | None, device: Any) -> tuple[TargetEngine, bool]:
+    """(engine, built here): the run's engine when its dtype fits, else one in the eval dtype."""
+    from specforge.run.assemble import build_engine
+
+    if engine is not None and eval_dtype(config) == config.target.dtype:
+        return engine, False
+    return build_engine(config, device, eval_dtype(config)), True
+
+
+def run_evaluation(engine: TargetEngine, strategy: Strategy, draft: Any, plan: EvalPlan) -> dict:
+    """Decode every prompt with ``draft`` (moved to the engine's dtype and device) and summarise."""
+    info = engine.info()
+    request = strategy.feature_request(info)
+    draft = draft.to(info.embed_weight.device if info.embed_weight is not None else "cpu",
+                     info.embed_weight.dtype).eval()
+    result = evaluate_draft(engine, strategy, draft, request, plan.prompts, plan.names, plan.settings, plan.stops)
+    return result.to_json()
+
+
+def evaluate_before_after(run: Any, draft: Any) -> dict:
+    """τ of an untrained draft (the run's seed) and of the trained one; writes eval.json and plot.png."""
+    import copy
+
+    import torch
+
+    from specforge.evaluation.evaluate import last_metric, plot
+
+    cfg = run.config
+    engine, own = engine_for_eval(cfg, run.engine, run.dist.device)
+    try:
+        info = engine.info()
+        plan = plan_eval(cfg, info.tokenizer)
+        torch.manual_seed(cfg.run.seed)
+        before = run.strategy.build_draft(info, run.stats)
+        after = copy.deepcopy(draft)  # the trained draft stays as it was trained (dtype, device)
+        results = {label: run_evaluation(engine, run.strategy, d, plan) for label, d in
+                   (("before", before), ("after", after))}
+        dtype = str(info.embed_weight.dtype).replace("torch.", "")
+    finally:
+        if own:
+            engine.close()
+    report = {"strategy": cfg.run.strategy, "k": plan.settings.k, "prompts": plan.source,
+              "num_prompts": plan.settings.num_prompts, "dtype": dtype,
+              "lossless_checked": plan.settings.check_lossless,
+              "tau_estimate_training": last_metric(run.run_dir, "tau_estimate"), **results}
+    (run.run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(run.run_dir, report)
+    return report
+
+
+def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None = None,
+                  num_prompts: int | None = None, dtype: str | None = None) -> dict:
+    """`specforge eval`: a run (newest checkpoint), a checkpoint or an export, on held-out prompts."""
+    from specforge.run.assemble import build_engine
+    from specforge.run.folder import locate
+    from specforge.run.rebuild import config_of, rebuild
+
+    located = locate(path)
+    config = config_of(located)
+    if dtype:
+        config = config.replace("eval", dtype=dtype)
+    if located.kind == "export" and not prompts:
+        prompts = (located.marker or {}).get("eval_prompts") or None
+    rebuilt = rebuild(located, dtype=eval_dtype(config))  # a damaged checkpoint fails before the target loads
+    plan = plan_eval(config, rebuilt.info.tokenizer, prompts=prompts, k=k, num_prompts=num_prompts)
+    engine = build_engine(config, config.target.device, eval_dtype(config))
+    try:
+        result = run_evaluation(engine, rebuilt.strategy, rebuilt.draft, plan)
+    finally:
+        engine.close()
+    return {"strategy": config.run.strategy, "prompts": plan.source, "dtype": eval_dtype(config),
+            "lossless_checked": plan.settings.check_lossless, **result}
