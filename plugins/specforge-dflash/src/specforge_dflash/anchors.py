@@ -1,4 +1,6 @@
-"""Anchor sampling and the noise blocks built on them (facts §3.4 steps 1-2).
+"""Anchor sampling and the noise blocks built on them.
+
+An anchor is a supervised position whose next token is supervised too (DFlash, arXiv 2602.06036).
 
 The random draw is seeded from (sample content, optimizer step, micro-step), so a resumed run
 draws exactly the anchors the interrupted one would have, on any device and any rank.

@@ -8,10 +8,7 @@ from typing import Any
 
 import torch
 
-
-def unwrap(draft: Any) -> Any:
-    """The draft model itself, under a DDP-style ``.module`` wrapper or not."""
-    return getattr(draft, "module", draft)
+from specforge.api import unwrap
 
 
 @dataclass

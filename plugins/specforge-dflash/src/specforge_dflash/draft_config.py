@@ -121,7 +121,7 @@ class DFlashConfig:
 
     def to_hf_json(self) -> dict[str, Any]:
         """The serving ``config.json``: Qwen3 dims plus the DFlash fields SGLang reads."""
-        from specforge.nn.rope import rope_config_fields
+        from specforge.api.nn import rope_config_fields
         sliding = SLIDING_ATTENTION in self.layer_types
         return {
             "architectures": [self.architecture],
@@ -150,7 +150,7 @@ class DFlashConfig:
     @classmethod
     def fields_from_hf_json(cls, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Constructor arguments from a ``config.json``; a missing key raises KeyError."""
-        from specforge.nn.rope import rope_parameters
+        from specforge.api.nn import rope_parameters
         nested = obj.get("dflash_config") or {}
         return {
             "hidden_size": obj["hidden_size"],

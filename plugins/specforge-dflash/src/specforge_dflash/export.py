@@ -1,8 +1,10 @@
-"""Write and read the serving layout (facts §3.7): ``config.json`` + ``model.safetensors``.
+"""Write and read the serving layout: ``config.json`` + ``model.safetensors`` (format ``sglang``).
 
-The same layout serves ``hf`` and ``sglang``: SGLang's DFlash loader reads the HF directory.
-Its loader ignores unknown weight names silently, so the export is checked here against the
-exact set of names and shapes the config implies, and refused with every problem listed.
+SGLang's DFlash loader reads ``config.json`` (Qwen3 dims, ``block_size``, ``num_target_layers``,
+``dflash_config.{target_layer_ids, mask_token_id}``) and the draft's own weights; it takes the
+embedding and lm_head from the target. It ignores unknown weight names silently, so the export
+is checked here against the exact set of names and shapes the config implies, and refused with
+every problem listed.
 """
 
 from __future__ import annotations
@@ -13,22 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from specforge_dflash.decode import unwrap
+from specforge.api import UserError, unwrap
+from specforge.api.export import check_weights, save_safetensors
 
-FORMATS = ("hf", "sglang")
+FORMATS = ("sglang",)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
 def weight_problems(weights: Mapping[str, tuple[int, ...]], expected: Mapping[str, tuple[int, ...]]) -> list[str]:
     """Missing, unexpected and mis-shaped weights, one line each."""
-    problems = [f"missing weight {name} {list(shape)}" for name, shape in expected.items() if name not in weights]
-    problems += [f"unexpected weight {name}" for name in weights if name not in expected]
-    problems += [f"weight {name} has shape {list(weights[name])}, expected {list(shape)}"
-                 for name, shape in expected.items() if name in weights and tuple(weights[name]) != tuple(shape)]
-    return problems
+    return check_weights(weights, expected)
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -39,7 +38,7 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 def export_draft(draft: Any, out_dir: Path, fmt: str) -> dict[str, Any]:
     """Write the export; return ``{"architecture", "weights": {name: shape}, "config"}``."""
     if fmt not in FORMATS:
-        raise ValueError(f"DFlash exports formats {list(FORMATS)}, not {fmt!r}")
+        raise UserError(f"DFlash exports formats {list(FORMATS)}, not {fmt!r}; use --format {FORMATS[0]}")
     model = unwrap(draft)
     cfg = model.config
     weights = {name: _full(t) for name, t in model.trainable_state().items()}
@@ -52,7 +51,7 @@ def export_draft(draft: Any, out_dir: Path, fmt: str) -> dict[str, Any]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    save_file(weights, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_safetensors(weights, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
     return {"architecture": cfg.architecture, "weights": {n: list(s) for n, s in shapes.items()},
             "config": config}
 

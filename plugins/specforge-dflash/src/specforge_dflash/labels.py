@@ -1,4 +1,4 @@
-"""What each block slot is trained to predict, and how much it counts (facts §3.5, §4.2).
+"""What each block slot is trained to predict, and how much it counts.
 
 DFlash labels are same-position (slot k predicts x_{p+k}, slot 0 unsupervised); Domino with
 ``shift_label`` predicts the next token (slot k -> x_{p+k+1}, every slot supervised). One

@@ -1,9 +1,10 @@
-"""Which target layers DFlash reads, and the mask token it drafts with (pure, no torch)."""
+"""Which target layers DFlash reads (pure, no torch)."""
 
 from __future__ import annotations
 
+from specforge.api import UserError
+
 LAYER_OPTION = "--set strategy.target_layer_ids=[...]"
-MASK_OPTION = "--set strategy.mask_token_id=<id>"
 
 
 def default_target_layer_ids(num_layers: int, num_draft_layers: int) -> tuple[int, ...]:
@@ -25,22 +26,10 @@ def resolve_target_layer_ids(explicit: tuple[int, ...] | None, num_draft_layers:
     if bad:
         origin = "strategy.target_layer_ids" if explicit else (
             f"the default rule for {num_draft_layers} draft layers")
-        raise ValueError(
+        raise UserError(
             f"target layer ids {list(ids)} from {origin} include {bad}, out of range for a target "
             f"with {num_layers} layers (valid 0..{num_layers - 1}); choose layers with {LAYER_OPTION}")
     if len(set(ids)) != len(ids):
-        raise ValueError(f"target layer ids {list(ids)} repeat a layer (a target with {num_layers} "
+        raise UserError(f"target layer ids {list(ids)} repeat a layer (a target with {num_layers} "
                          f"layers is too small for this rule); choose layers with {LAYER_OPTION}")
     return ids
-
-
-def resolve_mask_token_id(explicit: int | None, target_mask_id: int | None, vocab_size: int) -> int:
-    """The option, else the target's reserved mask token; it must be a row of the embedding."""
-    mask_id = explicit if explicit is not None else target_mask_id
-    if mask_id is None:
-        raise ValueError("DFlash needs a mask token and the target reserves none; pick an unused "
-                         f"embedding row with {MASK_OPTION}")
-    if not 0 <= mask_id < vocab_size:
-        raise ValueError(f"mask token id {mask_id} is outside the target vocabulary (0..{vocab_size - 1}); "
-                         f"set {MASK_OPTION}")
-    return mask_id

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from specforge.contracts import LossOutput
+from specforge.api import LossOutput
 from specforge_dflash.labels import BlockTargets
 
 HALF = (torch.float16, torch.bfloat16)

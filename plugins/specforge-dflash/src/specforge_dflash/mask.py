@@ -1,4 +1,4 @@
-"""Who a DFlash block query may attend to (facts §3.4), as two small boolean masks or a flex predicate.
+"""Who a DFlash block query may attend to, as two small boolean masks or a flex predicate.
 
 Query = slot j of block n (anchor a_n). Keys are the S context positions followed by the N·bs
 block slots. A context key t is visible iff t < a_n (the anchor's own feature is not: at

@@ -2,7 +2,7 @@
 
 It owns no embedding and no lm_head: the target's are held frozen (``requires_grad=False``).
 ``hidden_norm(fc(concat of K target layers))`` is computed once and projected into extra
-keys/values by every layer; queries come only from the noise block (facts §3.1).
+keys/values by every layer; queries come only from the noise block.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from specforge.nn.mlp import SwiGLUMLP
-from specforge.nn.norm import RMSNorm
-from specforge.nn.rope import RotaryEmbedding, apply_rotary
+from specforge.api.nn import RMSNorm, RotaryEmbedding, SwiGLUMLP, apply_rotary
 from specforge_dflash.anchors import block_positions
 from specforge_dflash.attention import AttentionPlan, attend, plan_attention
 from specforge_dflash.draft_config import DFlashConfig
@@ -107,16 +105,19 @@ class DFlashDraftModel(nn.Module):
         self.lm_head.weight = nn.Parameter(lm_head_weight.detach(), requires_grad=False)
 
     def build_extra_modules(self) -> None:
-        """Hook for subclasses (Domino's correction head); created before initialisation."""
+        """Extension point: add a subclass's modules (Domino's correction head); they are created
+        before initialisation, so ``init_module`` sees them in registration order."""
+
+    def init_module(self, module: nn.Module) -> None:
+        """Extension point: initialise one trainable module; DFlash draws Linear weights from
+        N(0, 0.02). A subclass handles its own module types and defers the rest here."""
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, INIT_STD)
 
     @torch.no_grad()
     def _init_trainable(self) -> None:
         for module in self.modules():
-            if isinstance(module, nn.Linear):
-                module.weight.normal_(0.0, INIT_STD)
-            elif isinstance(module, nn.GRU):
-                for p in module.parameters():
-                    p.normal_(0.0, INIT_STD)
+            self.init_module(module)
 
     # ------------------------------------------------------------------ forward
 

@@ -1,9 +1,11 @@
-"""The ``[strategy]`` keys of DFlash: a frozen dataclass checked when it is built (no torch)."""
+"""The ``[strategy]`` keys of DFlash: a frozen dataclass checked when it is resolved (no torch)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from specforge.api import Range, StrategyOptions
 
 FULL_ATTENTION = "full_attention"
 SLIDING_ATTENTION = "sliding_attention"
@@ -11,45 +13,40 @@ LAYER_TYPES = (FULL_ATTENTION, SLIDING_ATTENTION)
 
 
 @dataclass(frozen=True)
-class DFlashOptions:
+class DFlashOptions(StrategyOptions):
     """DFlash options; every field is a ``--set strategy.<name>=...`` key."""
 
-    target_layer_ids: tuple[int, ...] | None = None  # None: the default rule (see layer_ids.py)
-    num_draft_layers: int = 1
-    block_size: int = 16
-    num_anchors: int = 512  # blocks per sample (fewer when the sample has fewer valid anchors)
-    loss_decay_gamma: float | None = 7.0  # slot weight exp(-(k-1)/γ); None or 0: no decay
-    mask_token_id: int | None = None  # None: the target's reserved mask token
-    layer_types: tuple[str, ...] | None = None  # per draft layer; None: all full attention
-    sliding_window: int | None = None  # required when any layer is sliding
-    attention: Literal["auto", "blockwise", "flex"] = "auto"  # auto: flex on CUDA, else blockwise
-    loss_chunk_blocks: int = 128  # blocks per vocab projection chunk (bounds logits memory)
-
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise ValueError("; ".join(problems))
+    target_layer_ids: Annotated[tuple[int, ...] | None, Range(ge=0)] = None
+    """Target layers whose outputs are injected as context; None: the default rule (one draft layer
+    reads the middle layer; n layers spread over 1..L-3)."""
+    num_draft_layers: Annotated[int, Range(ge=1)] = 1
+    """Decoder layers of the draft."""
+    block_size: Annotated[int, Range(ge=2)] = 16
+    """Tokens per block: the anchor plus block_size - 1 drafted slots."""
+    num_anchors: Annotated[int, Range(ge=1)] = 512
+    """Blocks trained per sample (fewer when the sample has fewer valid anchors)."""
+    loss_decay_gamma: Annotated[float | None, Range(ge=0, note="0 or unset means no decay")] = 7.0
+    """Slot weight exp(-(k-1)/γ)."""
+    mask_token_id: Annotated[int | None, Range(ge=0)] = None
+    """The token drafted slots start from; None: resolved from the target (its mask token, else the
+    first unused embedding row, pad, eos, unk)."""
+    layer_types: tuple[str, ...] | None = None
+    """Attention type per draft layer (full_attention | sliding_attention); None: all full."""
+    sliding_window: Annotated[int | None, Range(ge=1)] = None
+    """Window of sliding_attention layers (required when any layer slides)."""
+    attention: Literal["auto", "blockwise", "flex"] = "auto"
+    """Attention kernel: auto is flex on CUDA, blockwise elsewhere."""
+    loss_chunk_blocks: Annotated[int, Range(ge=1)] = 128
+    """Blocks per vocabulary-projection chunk (bounds the logits' memory)."""
 
     def problems(self) -> list[str]:
-        """Every inconsistency in these options, each naming the key to change."""
+        """Inconsistencies between fields, each naming the key to change."""
         out = []
-        if self.num_draft_layers < 1:
-            out.append(f"strategy.num_draft_layers must be >= 1, got {self.num_draft_layers}")
-        if self.block_size < 2:
-            out.append(f"strategy.block_size must be >= 2 (one anchor plus drafted slots), "
-                       f"got {self.block_size}")
-        if self.num_anchors < 1:
-            out.append(f"strategy.num_anchors must be >= 1, got {self.num_anchors}")
-        if self.loss_decay_gamma is not None and self.loss_decay_gamma < 0:
-            out.append(f"strategy.loss_decay_gamma must be positive (or 0 / unset for no decay), "
-                       f"got {self.loss_decay_gamma}")
         if self.target_layer_ids is not None:
             if not self.target_layer_ids:
                 out.append("strategy.target_layer_ids is empty; give at least one layer id or leave it unset")
             if len(set(self.target_layer_ids)) != len(self.target_layer_ids):
                 out.append(f"strategy.target_layer_ids {list(self.target_layer_ids)} repeats a layer")
-        if self.loss_chunk_blocks < 1:
-            out.append(f"strategy.loss_chunk_blocks must be >= 1, got {self.loss_chunk_blocks}")
         types = self.layer_types
         if types is not None:
             if len(types) != self.num_draft_layers:
@@ -58,11 +55,9 @@ class DFlashOptions:
             bad = sorted(set(types) - set(LAYER_TYPES))
             if bad:
                 out.append(f"strategy.layer_types: unknown {bad}; use {' or '.join(LAYER_TYPES)}")
-            if SLIDING_ATTENTION in types and (self.sliding_window is None or self.sliding_window < 1):
+            if SLIDING_ATTENTION in types and self.sliding_window is None:
                 out.append("strategy.layer_types has a sliding_attention layer: set "
                            "strategy.sliding_window to a positive window")
-        if self.sliding_window is not None and self.sliding_window < 1:
-            out.append(f"strategy.sliding_window must be positive, got {self.sliding_window}")
         return out
 
     def resolved_layer_types(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""The Domino draft's shape: a DFlash config plus the correction head (facts §4.1, §4.6)."""
+"""The Domino draft's shape: a DFlash config plus the correction head."""
 
 from __future__ import annotations
 

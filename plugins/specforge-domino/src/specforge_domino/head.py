@@ -1,4 +1,4 @@
-"""The Domino logit correction (facts §4.1): base logits + MLP([draft hidden ; GRU(previous tokens)]).
+"""The Domino logit correction: base logits + MLP([draft hidden ; GRU(previous tokens)]).
 
 The GRU reads the target embeddings of the block's earlier tokens (ground truth in training,
 the draft's own picks when decoding), so slot j's correction depends only on tokens before

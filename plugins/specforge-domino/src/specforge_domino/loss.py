@@ -1,4 +1,4 @@
-"""Domino's objective: (1-λ)·CE(final) + λ·CE(base), token-weighted, with its metrics (facts §4.3).
+"""Domino's objective: (1-λ)·CE(final) + λ·CE(base), token-weighted, with its metrics.
 
 Returned as ``terms`` (numerator, Σw) so the trainer forms one token mean over the whole
 optimizer window; upstream normalises each micro-batch instead (identical with one micro-batch
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from specforge.contracts import LossOutput
+from specforge.api import LossOutput
 from specforge_dflash.labels import BlockTargets
 from specforge_dflash.loss import accept_lengths, weighted_sum
 

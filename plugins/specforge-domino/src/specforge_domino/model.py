@@ -1,4 +1,4 @@
-"""The Domino draft: the DFlash draft plus ``prefix_gru`` and ``embed_proj`` (facts §4.1, §4.4)."""
+"""The Domino draft: the DFlash draft plus ``prefix_gru`` and ``embed_proj``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ class DominoDraftModel(DFlashDraftModel):
         cfg = self.config
         self.prefix_gru = build_prefix_gru(cfg.hidden_size, cfg.gru_hidden_dim)
         self.embed_proj = build_embed_proj(cfg.hidden_size, cfg.gru_hidden_dim, cfg.emb_dim, cfg.vocab_size)
+
+    def init_module(self, module: torch.nn.Module) -> None:
+        """The GRU's weights from N(0, 0.02) like every linear weight; the rest as DFlash does."""
+        if isinstance(module, torch.nn.GRU):
+            for p in module.parameters():
+                p.normal_(0.0, 0.02)
+        else:
+            super().init_module(module)
 
     def correct(self, base_logits: torch.Tensor, hidden: torch.Tensor, prev_ids: torch.Tensor) -> torch.Tensor:
         """Final logits [M, bs, V] from base logits, draft hidden [M, bs, H] and prev ids [M, bs]."""
@@ -48,7 +56,7 @@ class DominoDraftModel(DFlashDraftModel):
 
     @torch.no_grad()
     def draft_block(self, hidden_states: torch.Tensor, first_token: int) -> torch.Tensor:
-        """Sequential greedy correction (facts §4.4): each slot's pick feeds the GRU of the next."""
+        """Sequential greedy correction: each slot's pick feeds the GRU of the next."""
         cfg = self.config
         S, bs = hidden_states.shape[0], cfg.block_size
         device = self.fc.weight.device

@@ -1,4 +1,4 @@
-"""The base-anchored curriculum: λ weighs CE(base) against CE(final) and decays to 0 (facts §4.3)."""
+"""The base-anchored curriculum: λ weighs CE(base) against CE(final) and decays to 0."""
 
 from __future__ import annotations
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from specforge.nn.attention import repeat_kv
-from specforge.nn.rope import apply_rotary
+from specforge.api.nn import apply_rotary, repeat_kv
 
 
 @dataclass

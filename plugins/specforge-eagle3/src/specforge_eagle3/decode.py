@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from specforge.nn.attention import causal_mask
+from specforge.api.nn import causal_mask
 from specforge_eagle3.attention import TTTCache
 from specforge_eagle3.model import Eagle3Draft
 

@@ -1,8 +1,10 @@
 """Export to the ``LlamaForCausalLMEagle3`` layout SGLang serves, and load such a directory back.
 
 ``config.json`` + ``model.safetensors`` with ``midlayer.*``, ``fc.weight``, ``norm.weight``,
-``lm_head.weight``, ``d2t``, ``t2d`` and no embedding (SGLang takes the target's). SGLang ignores
-unknown keys silently, so the names and shapes are checked here before anything is written.
+``lm_head.weight``, ``d2t``, ``t2d``. Format ``sglang`` has no embedding (SGLang takes the
+target's); format ``hf`` adds ``embed_tokens.weight`` (the target's, frozen), so the directory
+is self-contained for warm starts and other loaders. SGLang ignores unknown keys silently, so
+the names and shapes are checked here before anything is written.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from typing import Any
 
 import torch
 
-from specforge.contracts import TargetInfo
-from specforge.nn.rope import rope_config_fields, rope_parameters
+from specforge.api import TargetInfo, UserError
+from specforge.api.export import check_weights as check_shapes
+from specforge.api.export import save_safetensors
+from specforge.api.nn import rope_config_fields, rope_parameters
 from specforge_eagle3.model import Eagle3Config, Eagle3Draft
 
 log = logging.getLogger(__name__)
 
 ARCHITECTURE = "LlamaForCausalLMEagle3"
 FORMATS = ("sglang", "hf")
+EMBEDDING = "embed_tokens.weight"  # only in the hf format
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 COPIED_TARGET_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
@@ -51,14 +56,12 @@ def expected_weights(cfg: Eagle3Config) -> dict[str, tuple[int, ...]]:
     }
 
 
-def check_weights(tensors: dict[str, torch.Tensor], cfg: Eagle3Config) -> list[str]:
+def check_weights(tensors: dict[str, torch.Tensor], cfg: Eagle3Config, *, with_embedding: bool = False) -> list[str]:
     """Problems with the tensors about to be exported (empty when they are what SGLang loads)."""
     expected = expected_weights(cfg)
-    problems = [f"missing {name} {list(shape)}" for name, shape in expected.items() if name not in tensors]
-    problems += [f"unexpected tensor {name}" for name in tensors if name not in expected]
-    for name, shape in expected.items():
-        if name in tensors and tuple(tensors[name].shape) != shape:
-            problems.append(f"{name} has shape {list(tensors[name].shape)}, expected {list(shape)}")
+    if with_embedding:
+        expected[EMBEDDING] = (cfg.vocab_size, cfg.hidden_size)
+    problems = check_shapes({n: tuple(t.shape) for n, t in tensors.items()}, expected)
     if "d2t" in tensors and tensors["d2t"].dtype != torch.int64:
         problems.append(f"d2t has dtype {tensors['d2t'].dtype}, expected int64")
     if "t2d" in tensors and tensors["t2d"].dtype != torch.bool:
@@ -130,20 +133,21 @@ def config_from_export(config: dict[str, Any]) -> Eagle3Config:
 
 def export_draft(draft: Eagle3Draft, out_dir: Path, fmt: str) -> dict[str, Any]:
     """Write ``config.json`` and ``model.safetensors``; return architecture, weights and config."""
-    from safetensors.torch import save_file
-
     if fmt not in FORMATS:
-        raise ValueError(f"eagle3 exports to {', '.join(FORMATS)}, not {fmt!r}")
+        raise UserError(f"eagle3 exports to {', '.join(FORMATS)}, not {fmt!r}; use --format sglang")
     cfg = draft.config
     state = draft.state_dict()
-    tensors = {name: state[name].detach().cpu().contiguous() for name in expected_weights(cfg) if name in state}
-    problems = check_weights(tensors, cfg)
+    names = list(expected_weights(cfg)) + ([EMBEDDING] if fmt == "hf" else [])
+    tensors = {name: state[name].detach().cpu().contiguous() for name in names if name in state}
+    if EMBEDDING in tensors:
+        tensors[EMBEDDING] = tensors[EMBEDDING].to(draft.fc.weight.dtype)
+    problems = check_weights(tensors, cfg, with_embedding=fmt == "hf")
     if problems:
         raise ValueError("the EAGLE3 export would not load in SGLang:\n  " + "\n  ".join(problems))
     config = export_config(cfg, draft.fc.weight.dtype)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    save_safetensors(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     log.info("exported EAGLE3 draft (%s) to %s", fmt, out_dir)
     return {"architecture": ARCHITECTURE, "weights": {n: list(t.shape) for n, t in tensors.items()},
@@ -163,6 +167,7 @@ def load_export(export_dir: Path, info: TargetInfo, ttt_length: int = 7) -> Eagl
     cfg = dataclasses.replace(config_from_export(json.loads((export_dir / CONFIG_FILE).read_text())),
                               ttt_length=ttt_length)
     tensors = load_file(str(export_dir / WEIGHTS_FILE))
+    tensors.pop(EMBEDDING, None)  # an hf export carries the target's embedding; the draft takes info's
     problems = check_weights(tensors, cfg)
     if problems:
         raise ValueError(f"{export_dir / WEIGHTS_FILE} does not match its config:\n  " + "\n  ".join(problems))

@@ -14,10 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from specforge.nn.attention import causal_mask
-from specforge.nn.mlp import SwiGLUMLP
-from specforge.nn.norm import RMSNorm
-from specforge.nn.rope import RotaryEmbedding
+from specforge.api.nn import RMSNorm, RotaryEmbedding, SwiGLUMLP, causal_mask
 from specforge_eagle3.attention import Eagle3Attention, TTTCache
 from specforge_eagle3.loss import soft_cross_entropy, step_accuracy
 from specforge_eagle3.teacher import build_teacher, shift_left

@@ -14,5 +14,6 @@ def specforge_register_strategies(register) -> None:
                 "7-step training-time test, served by SGLang",
         factory="specforge_eagle3.strategy:Eagle3Strategy",
         options=Eagle3Options,
+        export_formats=("sglang", "hf"),  # sglang: what SGLang serves; hf: the same plus the embedding
         demo={"eval": {"k": 4}},
     ))

@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specforge.contracts import DataStats, FeatureRequest, LossOutput, SampleFeatures, StepContext, TargetInfo
+from specforge.api import (
+    DataStats,
+    FeatureRequest,
+    LossOutput,
+    SampleFeatures,
+    StepContext,
+    TargetInfo,
+    UserError,
+    unwrap,
+)
 from specforge_eagle3.options import Eagle3Options
 
 if TYPE_CHECKING:
@@ -27,11 +36,6 @@ FEATURE_DIMS = {"input_ids": 1, "loss_mask": 1, "hidden_states": 2, "last_hidden
 def default_aux_layer_ids(num_layers: int) -> tuple[int, int, int]:
     """``[1, L//2 - 1, L - 4]``, clamped into ``0..L-1`` so tiny targets work (ids may repeat)."""
     return tuple(min(max(i, 0), num_layers - 1) for i in (1, num_layers // 2 - 1, num_layers - 4))
-
-
-def _unwrap(draft: Any) -> Eagle3Draft:
-    """The draft inside a DDP wrapper (FSDP2 does not wrap)."""
-    return getattr(draft, "module", draft)
 
 
 class Eagle3Strategy:
@@ -53,7 +57,7 @@ class Eagle3Strategy:
         bad = [i for i in ids if not 0 <= i < layers]
         if bad:
             example = list(default_aux_layer_ids(layers))
-            raise ValueError(f"strategy.aux_layer_ids {list(ids)}: {bad} out of range for a target with "
+            raise UserError(f"strategy.aux_layer_ids {list(ids)}: {bad} out of range for a target with "
                              f"{layers} layers (valid 0..{layers - 1}); fix it with "
                              f"--set strategy.aux_layer_ids=[{','.join(map(str, example))}]")
         return ids
@@ -64,27 +68,26 @@ class Eagle3Strategy:
     # ------------------------------------------------------------------ building
 
     def draft_config(self, info: TargetInfo) -> Eagle3Config:
-        from specforge.nn.rope import rope_parameters
+        from specforge.api.nn import rope_parameters
         from specforge_eagle3.model import Eagle3Config
         from specforge_eagle3.vocab import effective_draft_vocab_size
 
-        heads = info.num_attention_heads or info.config.get("num_attention_heads")
-        if not heads:
-            raise ValueError("the target's num_attention_heads is unknown; EAGLE3 copies it for its draft")
+        why = "EAGLE3 copies it for its draft"
+        heads = info.require("num_attention_heads", why)
         return Eagle3Config(
             hidden_size=info.hidden_size,
-            intermediate_size=self.options.intermediate_size or info.intermediate_size or 4 * info.hidden_size,
+            intermediate_size=self.options.intermediate_size or info.require("intermediate_size", why),
             num_attention_heads=heads,
-            num_key_value_heads=info.num_key_value_heads or heads,
-            head_dim=info.head_dim or info.hidden_size // heads,
+            num_key_value_heads=info.require("num_key_value_heads", why),
+            head_dim=info.require("head_dim", why),
             vocab_size=info.vocab_size,
             draft_vocab_size=effective_draft_vocab_size(self.options.draft_vocab_size, info.vocab_size),
             target_hidden_size=info.hidden_size,
             aux_layer_ids=self.aux_layer_ids(info),
             rope=rope_parameters(info.config),
-            rms_norm_eps=info.rms_norm_eps,
-            max_position_embeddings=info.max_position_embeddings,
-            hidden_act=info.config.get("hidden_act", "silu"),
+            rms_norm_eps=info.require("rms_norm_eps", why),
+            max_position_embeddings=info.max_position_embeddings or 4096,
+            hidden_act=info.hidden_act or "silu",
             initializer_range=(self.options.initializer_range or info.config.get("initializer_range") or 0.02),
             ttt_length=self.options.ttt_length,
             target_config=dict(info.config),
@@ -94,12 +97,10 @@ class Eagle3Strategy:
         from specforge_eagle3.model import Eagle3Draft
         from specforge_eagle3.vocab import build_vocab_mapping
 
-        for field_name in ("embed_weight", "lm_head_weight"):
-            if getattr(info, field_name) is None:
-                raise ValueError(f"EAGLE3 needs the target's frozen {field_name} (TargetInfo.{field_name} is "
-                                 f"None): build the draft after the target engine is loaded")
+        embed = info.require("embed_weight", "EAGLE3 reuses the target's frozen embedding")
+        head = info.require("lm_head_weight", "EAGLE3 computes its teacher with the target's lm_head")
         cfg = self.draft_config(info)
-        draft = Eagle3Draft(cfg, info.embed_weight, info.lm_head_weight)
+        draft = Eagle3Draft(cfg, embed, head)
         mapping = build_vocab_mapping(stats.loss_token_counts, cfg.draft_vocab_size, cfg.vocab_size)
         draft.set_vocab(mapping.d2t(), mapping.t2d())
         draft.vocab_provenance = {"corpus_hash": stats.corpus_hash, "num_loss_tokens": stats.num_loss_tokens,
@@ -120,7 +121,8 @@ class Eagle3Strategy:
         for i, sample in enumerate(samples):
             missing = [n for n in FEATURE_DIMS if n not in sample]
             if missing:
-                raise ValueError(f"sample {i} lacks features {missing}; EAGLE3 needs {list(FEATURE_DIMS)}")
+                raise UserError(f"sample {i} lacks features {missing}; EAGLE3 needs {list(FEATURE_DIMS)} (were the "
+                                f"features captured for another strategy?)")
         lengths = [int(torch.as_tensor(s["input_ids"]).shape[0]) for s in samples]
         longest = max(lengths)
         batch: dict[str, torch.Tensor] = {}
@@ -156,7 +158,7 @@ class Eagle3Strategy:
 
     def extra_state(self, draft: Any) -> dict:
         """The draft vocabulary (JSON-safe) and where it came from."""
-        model = _unwrap(draft)
+        model = unwrap(draft)
         return {"vocab_mapping": {"d2t": model.d2t.cpu().tolist(), "vocab_size": int(model.t2d.numel()),
                                   **model.vocab_provenance}}
 
@@ -167,7 +169,7 @@ class Eagle3Strategy:
         saved = state.get("vocab_mapping")
         if saved is None:
             return
-        model = _unwrap(draft)
+        model = unwrap(draft)
         mapping = VocabMapping.from_d2t(saved["d2t"], int(saved["vocab_size"]))
         model.set_vocab(mapping.d2t().to(model.d2t.device), mapping.t2d().to(model.t2d.device))
         old, new = saved.get("corpus_hash"), model.vocab_provenance.get("corpus_hash")
@@ -180,20 +182,22 @@ class Eagle3Strategy:
     def begin_decode(self, draft: Any, prompt_ids: Sequence[int], features: SampleFeatures) -> Any:
         from specforge_eagle3 import decode
 
-        return decode.begin_decode(_unwrap(draft), prompt_ids, features)
+        return decode.begin_decode(unwrap(draft), prompt_ids, features)
 
     def propose(self, draft: Any, state: Any, accepted_ids: Sequence[int], features: SampleFeatures,
                 k: int) -> list[int]:
         from specforge_eagle3 import decode
 
-        return decode.propose(_unwrap(draft), accepted_ids, features, k)
+        return decode.propose(unwrap(draft), accepted_ids, features, k)
 
     # ------------------------------------------------------------------ export
 
     def export(self, draft: Any, out_dir: Path, fmt: str) -> dict:
+        """``sglang``: what SGLang's LlamaForCausalLMEagle3 loads; ``hf``: the same plus the
+        target's embedding (``embed_tokens.weight``), a self-contained directory for warm starts."""
         from specforge_eagle3 import export
 
-        return export.export_draft(_unwrap(draft), Path(out_dir), fmt)
+        return export.export_draft(unwrap(draft), Path(out_dir), fmt)
 
     def load_export(self, export_dir: Path, info: TargetInfo) -> Eagle3Draft:
         from specforge_eagle3 import export

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from specforge.errors import SpecforgeError
+from specforge.api import SpecforgeError
 
 ERROR_CODES: dict[int, str] = {
     -1: "INTERNAL_ERROR",

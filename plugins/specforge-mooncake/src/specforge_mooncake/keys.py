@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from specforge.contracts import FeatureKey, FeatureRecord
+from specforge.api import FeatureKey, FeatureRecord
 
 
 def escape(part: str) -> str:

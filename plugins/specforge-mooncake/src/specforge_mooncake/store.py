@@ -7,7 +7,7 @@ zero-copy batch calls (``batch_upsert_from`` / ``batch_get_into``) on buffers re
 the call: a put sends the caller's tensors as they are (a copy only for non-contiguous ones),
 a get reads straight into the tensors it returns.
 
-Decisions, each for a Mooncake fact (runtime.md §15):
+Decisions, each for a Mooncake behaviour observed with mooncake-transfer-engine 0.3.13:
 - Puts are upserts: Mooncake's ``put`` of an existing key keeps the old bytes, and a crashed
   writer can leave objects of the generation its restart writes again.
 - A put of generation g removes the sample's older generations (any writer's) once g is
@@ -44,10 +44,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from specforge.contracts import FeatureKey, FeatureRecord, StoreHealth
-from specforge.stores.base import StoreBase
-from specforge.stores.dtypes import record_bytes, spec_bytes, torch_dtype
-from specforge.stores.validation import check_key, check_put_generation, check_record, missing, select_names, specs_of
+from specforge.api import FeatureKey, FeatureRecord, StoreHealth
+from specforge.api.stores import (
+    StoreBase,
+    check_key,
+    check_put_generation,
+    check_record,
+    missing,
+    record_bytes,
+    select_names,
+    spec_bytes,
+    specs_of,
+    torch_dtype,
+)
 from specforge_mooncake.errors import (
     INVALID_PARAMS,
     NO_AVAILABLE_HANDLE,

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from specforge.errors import SpecforgeError
+from specforge.api import SpecforgeError
 from specforge_sglang.capture_plan import CAPTURE_PACKAGE, EXTERNAL_PACKAGE_ENV, PLAN_ENV, CapturePlan
 
 log = logging.getLogger(__name__)

@@ -18,20 +18,18 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from specforge.contracts import FeatureRequest, Sample, SampleFeatures, TargetInfo
-from specforge.engines.target_config import (
+from specforge.api import ConfigError, FeatureRequest, Sample, SampleFeatures, TargetInfo, UserError
+from specforge.api.engines import (
     TargetModelError,
     check_architecture,
+    frozen_target_info,
     read_config,
     target_info_from_config,
     validate_model_dir,
 )
-from specforge.engines.weights import read_frozen_weights
-from specforge.errors import ConfigError
 from specforge_sglang.backends import HttpBackend, InProcessBackend, capture_environment
 from specforge_sglang.capture_plan import RID_PREFIX, CapturePlan
 from specforge_sglang.options import SGLangEngineOptions
@@ -183,7 +181,6 @@ class SGLangEngine:
             return self._info
         if self._closed:
             raise RuntimeError("this SGLangEngine is closed; create a new one")
-        import torch
         from transformers import AutoTokenizer
 
         try:
@@ -191,33 +188,24 @@ class SGLangEngine:
         except (OSError, ValueError) as exc:
             raise TargetModelError(f"cannot load the tokenizer of {str(self.model_dir)!r}: {exc}; the "
                                    f"target directory must include its tokenizer files") from exc
-        embed, head = read_frozen_weights(self.model_dir, self._config)
-        dtype = getattr(torch, self.dtype_name)
-        tied = head is embed
-        embed = embed.to(dtype)
-        head = embed if tied else head.to(dtype)
-        self._info = replace(self._shape_info, tokenizer=tokenizer, mask_token_id=tokenizer.mask_token_id,
-                             embed_weight=embed, lm_head_weight=head)  # [V, H] each
+        self._info = frozen_target_info(self.model_dir, self.dtype_name, tokenizer=tokenizer)  # [V, H] weights
         return self._info
 
     def _check_prompts(self, prompts: Sequence[Sequence[int]], names: Sequence[str]) -> None:
         vocab = self._shape_info.vocab_size
         for name, ids in zip(names, prompts):
             if not ids:
-                raise ValueError(f"{name} has no tokens; drop empty samples before capture")
+                raise UserError(f"{name} has no tokens; drop empty samples before capture")
             bad = [t for t in ids if not 0 <= t < vocab]
             if bad:
-                raise ValueError(f"{name} has token ids {bad[:5]} outside the target vocabulary 0..{vocab - 1}; "
+                raise UserError(f"{name} has token ids {bad[:5]} outside the target vocabulary 0..{vocab - 1}; "
                                  f"tokenize with the target's tokenizer")
 
     def capture(self, samples: Sequence[Sample], request: FeatureRequest) -> list[SampleFeatures]:
         """Per sample, unpadded: input_ids, loss_mask and the requested features (on cpu)."""
         import torch
 
-        try:
-            request.check_layers(self.num_layers, option="the strategy's target layer ids")
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        request.check_layers(self.num_layers, option="the strategy's target layer ids")
         self._check_prompts([s.input_ids for s in samples], [f"sample {s.sample_id!r}" for s in samples])
         if not samples:
             return []

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from specforge.api.export import check_weights
 from specforge_sglang.draft_weights import (
     ARCHITECTURE_OF_STRATEGY,
     EXPECTED_BY_ARCHITECTURE,
@@ -63,14 +64,10 @@ def export_tensors(export_dir: Path) -> dict[str, tuple[tuple[int, ...], str]]:
 def compare(expected: DraftWeights, tensors: dict[str, tuple[tuple[int, ...], str]]) -> list[str]:
     """Missing, unexpected, mis-shaped and mis-typed tensors, plus the config's own problems."""
     problems = list(expected.config_problems)
-    allowed = expected.allowed()
-    problems += [f"missing weight {n} {list(s)} (SGLang's {expected.architecture} loads it)"
-                 for n, s in expected.required.items() if n not in tensors]
-    problems += [f"unexpected weight {n}: SGLang's {expected.architecture} would ignore it silently"
-                 for n in tensors if n not in allowed]
-    for name, shape in allowed.items():
-        if name in tensors and tensors[name][0] != tuple(shape):
-            problems.append(f"weight {name} has shape {list(tensors[name][0])}, SGLang expects {list(shape)}")
+    optional = {n: s for n, s in expected.allowed().items() if n not in expected.required}
+    problems += check_weights({n: shape for n, (shape, _) in tensors.items()}, expected.required,
+                              optional=optional, reader=f"SGLang's {expected.architecture}",
+                              expects="SGLang expects")
     for name, dtype in expected.dtypes.items():
         if name in tensors and tensors[name][1] != dtype:
             problems.append(f"weight {name} has dtype {tensors[name][1]}, SGLang expects {dtype}")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from specforge.api import Range, TargetEngineOptions
 
 TRANSPORTS = ("auto", "json", "shm")
 """How captured features travel: ``json`` float lists in SGLang's response (works with any
@@ -19,7 +21,7 @@ RESERVED_ENGINE_ARGS = frozenset({
 
 
 @dataclass(frozen=True)
-class SGLangEngineOptions:
+class SGLangEngineOptions(TargetEngineOptions):
     """Where SGLang runs and how features come back from it."""
 
     server_url: str = ""
@@ -33,50 +35,42 @@ class SGLangEngineOptions:
     shm_dir: str = ""
     """Directory (ideally on /dev/shm) the capture class writes binary rows into; default: a fresh
     one in process. With server_url and transport shm: the server's ``--shm-dir``."""
-    batch_size: int = 8
+    batch_size: Annotated[int, Range(ge=1)] = 8
     """Samples (or prompts) per request batch."""
-    tp_size: int = 1
+    tp_size: Annotated[int, Range(ge=1)] = 1
+    """Tensor-parallel GPUs SGLang runs the target on."""
     attention_backend: str = ""
     """Empty: SGLang's default on GPU, torch_native on CPU."""
-    mem_fraction_static: float | None = None
+    mem_fraction_static: Annotated[float | None, Range(gt=0, lt=1)] = None
     """Empty: SGLang's default on GPU, 0.3 on CPU."""
-    max_total_tokens: int = 0
+    max_total_tokens: Annotated[int, Range(ge=0, note="0 means SGLang's default")] = 0
     """KV-cache tokens; 0: SGLang's default on GPU, 16384 on CPU."""
     engine_args: dict[str, Any] = field(default_factory=dict)
     """Further ``sglang.Engine`` keyword arguments (not those in ``RESERVED_ENGINE_ARGS``)."""
-    request_timeout_s: float = 600.0
+    request_timeout_s: Annotated[float, Range(gt=0)] = 600.0
     """Per HTTP request, with server_url."""
     allow_untested_version: bool = False
     """Run with an SGLang release other than the tested one (logs a warning)."""
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[str]:
+        """What one field alone cannot say: the transport, the server URL, the capture layers."""
+        out = []
         if self.transport not in TRANSPORTS:
-            raise ValueError(f"target_engine.transport must be one of {', '.join(TRANSPORTS)}, "
-                             f"got {self.transport!r}")
+            out.append(f"target_engine.transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
         if self.server_url and not self.server_url.startswith(("http://", "https://")):
-            raise ValueError(f"target_engine.server_url must start with http:// or https://, "
-                             f"got {self.server_url!r}")
+            out.append(f"target_engine.server_url must start with http:// or https://, got {self.server_url!r}")
         if self.server_url and self.transport == "shm" and not self.shm_dir:
-            raise ValueError("target_engine.transport=shm with a server_url needs target_engine.shm_dir: "
-                             "the directory the server was started with (`--shm-dir`), on this machine")
+            out.append("target_engine.transport=shm with a server_url needs target_engine.shm_dir: "
+                       "the directory the server was started with (`--shm-dir`), on this machine")
         if self.capture_layers is not None:
             layers = list(self.capture_layers)
             if any(i < 0 for i in layers) or len(set(layers)) != len(layers):
-                raise ValueError(f"target_engine.capture_layers must be distinct non-negative layer ids, "
-                                 f"got {layers}")
-        for name in ("batch_size", "tp_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"target_engine.{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_total_tokens < 0:
-            raise ValueError(f"target_engine.max_total_tokens must be >= 0, got {self.max_total_tokens}")
-        if self.mem_fraction_static is not None and not 0.0 < self.mem_fraction_static < 1.0:
-            raise ValueError(f"target_engine.mem_fraction_static must be in (0, 1), got {self.mem_fraction_static}")
-        if self.request_timeout_s <= 0:
-            raise ValueError(f"target_engine.request_timeout_s must be > 0, got {self.request_timeout_s}")
+                out.append(f"target_engine.capture_layers must be distinct non-negative layer ids, got {layers}")
         reserved = sorted(set(self.engine_args) & RESERVED_ENGINE_ARGS)
         if reserved:
-            raise ValueError(f"target_engine.engine_args may not set {', '.join(reserved)}: the engine sets "
-                             f"them itself (use the target section or the matching target_engine key)")
+            out.append(f"target_engine.engine_args may not set {', '.join(reserved)}: the engine sets "
+                       f"them itself (use the target section or the matching target_engine key)")
+        return out
 
     @property
     def uses_shm(self) -> bool:

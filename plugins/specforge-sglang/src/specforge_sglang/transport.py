@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from specforge.errors import SpecforgeError
+from specforge.api import SpecforgeError
 from specforge_sglang.capture_plan import CAPTURE_PACKAGE, error_path, rows_path
 
 NOT_LOADED_HINT = (

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from specforge.errors import SpecforgeError
+from specforge.api import SpecforgeError
 
 log = logging.getLogger(__name__)
 

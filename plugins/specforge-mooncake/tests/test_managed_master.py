@@ -1,0 +1,128 @@
+"""A managed master lives exactly as long as its store: closed, raised through, killed, interrupted.
+
+Each ending runs in a real child process that owns the store; the test reads the master's PID
+from the child and checks the master is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from specforge.contracts import FeatureKey
+from specforge_mooncake.master import pid_running
+from specforge_mooncake.options import MooncakeStoreOptions
+from specforge_mooncake.store import MooncakeStore
+
+pytestmark = pytest.mark.mooncake
+
+_OWNER = r"""
+import json, sys, time
+from specforge_mooncake.options import MooncakeStoreOptions
+from specforge_mooncake.store import MooncakeStore
+
+store = MooncakeStore(MooncakeStoreOptions(global_segment_size=16 << 20, lease_ttl_ms=500), root=sys.argv[2])
+print("MASTER " + json.dumps({"pid": store.master.pid, "address": store.master_address}), flush=True)
+if sys.argv[1] == "raise":
+    raise RuntimeError("the run failed")
+time.sleep(120)
+"""
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+
+
+def _start_owner(mode: str, root: Path) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-c", _OWNER, mode, str(root)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    line = proc.stdout.readline()
+    assert line.startswith("MASTER "), f"the owner did not start its master: {line!r} {proc.stderr.read()[-2000:]}"
+    pid = json.loads(line.removeprefix("MASTER "))["pid"]
+    assert pid_running(pid)
+    return proc, pid
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while pid_running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_managed_master_serves_clients_of_the_descriptor_and_stops_with_the_store(tmp_path):
+    with MooncakeStore(MooncakeStoreOptions(global_segment_size=16 << 20, lease_ttl_ms=500), root=tmp_path) as store:
+        pid = store.master.pid
+        host, port = store.master_address.split(":")
+        assert host == "127.0.0.1" and int(port) > 0
+        assert store.descriptor()["master_address"] == store.master_address
+        record = store.put(FeatureKey("features", "a", 0), {"x": torch.arange(6).reshape(2, 3)})
+        reader = MooncakeStore.from_descriptor(store.descriptor())  # attaches, starts no master of its own
+        assert reader.master is None
+        assert torch.equal(reader.get(record)["x"], torch.arange(6).reshape(2, 3))
+        reader.close()
+        assert pid_running(pid), "a client closing must not stop the master"
+    assert not pid_running(pid)
+    assert "Master service started" in (tmp_path / "mooncake-master.log").read_text()
+
+
+def test_a_managed_master_stops_when_the_block_raises():
+    with pytest.raises(RuntimeError, match="boom"), MooncakeStore(MooncakeStoreOptions(global_segment_size=0)) as store:
+        pid = store.master.pid
+        raise RuntimeError("boom")
+    assert not pid_running(pid)
+
+
+def test_a_managed_master_stops_when_the_run_raises_uncaught(tmp_path):
+    proc, pid = _start_owner("raise", tmp_path)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "the run failed" in err
+    assert not pid_running(pid), "the master outlived a run that raised"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_managed_master_stops_when_its_owner_is_signalled(signum, tmp_path):
+    proc, pid = _start_owner("wait", tmp_path)
+    proc.send_signal(signum)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signum, "the owner should die of the signal it got"
+    assert not pid_running(pid), f"the master outlived its owner's {signal.Signals(signum).name}"
+
+
+def test_a_managed_master_stops_when_its_owner_is_killed(tmp_path):
+    proc, pid = _start_owner("wait", tmp_path)
+    proc.kill()  # SIGKILL: no handler runs; the kernel's parent-death signal stops the master
+    proc.communicate(timeout=60)
+    assert _gone_within(pid, 15), "the master outlived its SIGKILLed owner"
+
+
+def test_the_master_command_prints_the_address_clients_use_and_stops_on_sigterm(owner_options):
+    from specforge_mooncake.master import free_port
+
+    rpc, metrics = free_port(), free_port()
+    cmd = [sys.executable, "-m", "specforge", "mooncake", "master", "--rpc-port", str(rpc),
+           "--metrics-port", str(metrics), "--lease-ttl", "500"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        first = proc.stdout.readline()
+        assert f"listening on 127.0.0.1:{rpc}" in first, first + proc.stderr.read()[-2000:] if proc.poll() else first
+        assert f"--set store.master_address=127.0.0.1:{rpc} " in proc.stdout.readline()
+        pid = int(first.split("(pid ")[1].split(",")[0])
+        store = MooncakeStore(owner_options(master_address=f"127.0.0.1:{rpc}", global_segment_size=16 << 20))
+        record = store.put(FeatureKey("features", "cli", 0), {"x": torch.ones(3)})
+        assert torch.equal(store.get(record)["x"], torch.ones(3))
+        store.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert not pid_running(pid), "the master outlived `specforge mooncake master`"
