@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PIP := $(BIN)/pip install -c constraints.txt
+PIP := $(BIN)/pip install -q -c constraints.txt
 # Every package of this repository, in one pip command (none of them is on PyPI).
 PACKAGES := -e specforge-core[train,report] \
 	-e plugins/specforge-eagle3 -e plugins/specforge-dflash -e plugins/specforge-domino \
@@ -12,17 +12,23 @@ TEST_PACKAGES := -e specforge-core[train,report,test] \
 	-e plugins/specforge-mooncake -e plugins/specforge-sglang \
 	-e tests/fixtures/specforge-example
 DEMO_ARGS ?= --strategy eagle3
+# Two workers on the 2-core machines this project targets; tests that must not overlap share a group.
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
-.PHONY: demo test install install-test lint
+.PHONY: demo test install install-test system-deps
+
+# The one shared install step: system libraries first (scripts/system-deps.sh), then the packages.
+system-deps:
+	@scripts/system-deps.sh
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-install: $(BIN)/python
+install: system-deps $(BIN)/python
 	$(PIP) $(PACKAGES)
 
-install-test: $(BIN)/python
+install-test: system-deps $(BIN)/python
 	$(PIP) $(TEST_PACKAGES)
 
 demo: install
@@ -30,4 +36,4 @@ demo: install
 
 test: install-test
 	$(BIN)/ruff check .
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

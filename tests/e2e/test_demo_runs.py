@@ -44,3 +44,15 @@ def test_the_example_plugin_learns_on_the_demo_and_stays_lossless(demo_assets, t
     report, _ = run_demo("example-medusa", tmp_path)
     assert report["lossless_checked"]
     assert report["after"]["tau"] > report["before"]["tau"]
+
+
+@pytest.mark.slow
+def test_a_second_demo_run_replaces_the_first_and_says_so(demo_assets, tmp_path):
+    first = run_specforge("run", "--strategy", "example-medusa", "--output-dir", str(tmp_path),
+                          "--set", "training.max_steps=2", "--set", "eval.num_prompts=2")
+    again = run_specforge("run", "--strategy", "example-medusa", "--output-dir", str(tmp_path),
+                          "--set", "training.max_steps=3", "--set", "eval.num_prompts=2")
+    assert "replacing the previous demo run" not in first.stderr
+    assert "replacing the previous demo run in" in again.stderr
+    lines = (tmp_path / "example-medusa-offline" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # the second run's record alone

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -14,9 +16,17 @@ pytestmark = [pytest.mark.mooncake, pytest.mark.slow]
 SHORT = ("--set", "training.max_steps=12", "--set", "eval.enabled=false")
 
 
-def masters() -> set[int]:
+def masters(tag: str) -> set[int]:
+    """Running mooncake_master processes started under this test's ``tag`` (other tests run beside it)."""
     out = subprocess.run(["pgrep", "-f", "mooncake_master"], capture_output=True, text=True, check=False).stdout
-    return {int(p) for p in out.split()}
+    mine = set()
+    for pid in map(int, out.split()):
+        try:
+            if f"SPECFORGE_TEST_TAG={tag}".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                mine.add(pid)
+        except OSError:
+            continue
+    return mine
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +38,10 @@ def demo_assets():
 
 @pytest.mark.parametrize("topology", [(), ("--topology", "disaggregated")], ids=["offline", "disaggregated"])
 def test_domino_with_a_mooncake_store_trains_to_the_end(demo_assets, tmp_path, topology):
-    before = masters()
+    tag = uuid.uuid4().hex
     run_specforge("run", "--strategy", "domino", "--store", "mooncake", *topology, "--output-dir", str(tmp_path),
-                  "--name", "r", *SHORT)
+                  "--name", "r", *SHORT, env={"SPECFORGE_TEST_TAG": tag})
     lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == list(range(1, 13))
     assert (tmp_path / "r" / "export" / "model.safetensors").is_file()
-    assert masters() <= before, "the managed master stopped with the run"
+    assert not masters(tag), "the managed master stopped with the run"

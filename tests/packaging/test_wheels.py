@@ -48,11 +48,11 @@ def test_plugins_lists_the_example_strategy_from_its_wheel(fresh_env):
 
 
 def test_plan_resolves_the_example_strategy_without_torch(fresh_env, tmp_path):
-    target = tmp_path / "target"
-    target.mkdir()
-    (target / "config.json").write_text(json.dumps({
+    from specforge.testing.tiny_models import write_plan_only_target
+
+    target = write_plan_only_target(tmp_path / "target", {
         "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "num_hidden_layers": 8, "hidden_size": 64,
-        "vocab_size": 300, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128}))
+        "vocab_size": 300, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128})
     proc = subprocess.run([str(fresh_env / "bin" / "specforge"), "run", "--strategy", "example-medusa",
                            "--target-model", str(target), "--plan"], capture_output=True, text=True, timeout=120,
                           check=False)
