@@ -15,6 +15,7 @@ import pytest
 
 from specforge.testing.sockets import (
     SocketSampler,
+    held_by,
     is_loopback,
     new_exposed,
     parse_address,
@@ -164,3 +165,15 @@ def test_a_sampler_rooted_elsewhere_ignores_this_process():
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_held_by_lists_the_listeners_of_the_given_processes_only():
+    mine = listener("127.0.0.1")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert mine.getsockname()[1] in {s.port for s in held_by([os.getpid()])}
+        assert mine.getsockname()[1] not in {s.port for s in held_by([sleeper.pid])}
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        mine.close()

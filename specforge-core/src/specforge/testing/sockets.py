@@ -10,6 +10,10 @@ with a snapshot taken before the run. Processes that live only briefly are caugh
         run_the_thing()
     assert not sampler.exposed(), describe(sampler.exposed())
 
+The sampler is a thread: native code that holds the GIL in this process (a Mooncake client's
+setup, say) pauses it, so call ``sample()`` at the moments that matter in-process; processes
+sampled from outside (children, a ``specforge run``) need nothing extra.
+
 Linux only; torch-free. Sockets of processes whose ``/proc/<pid>/fd`` cannot be read (other
 users') have no owner, and a sampler restricted to a process tree ignores them. The tables are
 those of the reading process's network namespace.
@@ -152,18 +156,27 @@ def _command(pid: int) -> str:
         return ""
 
 
-def snapshot(root: int | None = None) -> frozenset[Socket]:
-    """The sockets accepting traffic now, with owners; only those of ``root``'s process tree if given."""
-    sockets = read_tables()
-    owners = socket_owners(None if root is None else descendants(root))
+def _owned(pids: Iterable[int] | None) -> list[Socket]:
+    tables = read_tables()  # first: a socket listed here is still in its owner's fds, unless closed since
+    owners = socket_owners(pids)
     found = []
-    for s in sockets:
+    for s in tables:
         pid = owners.get(s.inode)
         if pid is not None:
             found.append(dataclasses.replace(s, pid=pid, command=_command(pid)))
-        elif root is None:
+        elif pids is None:
             found.append(s)
-    return frozenset(found)
+    return found
+
+
+def held_by(pids: Iterable[int]) -> list[Socket]:
+    """The sockets accepting traffic that ``pids`` hold now, with owners."""
+    return _owned(list(pids))
+
+
+def snapshot(root: int | None = None) -> frozenset[Socket]:
+    """The sockets accepting traffic now, with owners; only those of ``root``'s process tree if given."""
+    return frozenset(_owned(None if root is None else descendants(root)))
 
 
 def new_exposed(before: Iterable[Socket], after: Iterable[Socket]) -> list[Socket]:
