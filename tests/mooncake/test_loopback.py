@@ -180,6 +180,9 @@ def test_a_client_whose_listeners_escape_the_rewrite_refuses_to_run(master):
 
 def test_a_master_with_a_listener_off_its_host_is_stopped_and_refused():
     master = MasterProcess(extra_args=("-metrics_host=0.0.0.0",))  # the last flag wins: metrics on every interface
-    with pytest.raises(MooncakeExposedError, match=r"0\.0\.0\.0:\d+ \(pid \d+ mooncake_master\)"):
-        master.start()
-    assert master.pid is not None and not pid_running(master.pid)
+    try:
+        with pytest.raises(MooncakeExposedError, match=r"0\.0\.0\.0:\d+ \(pid \d+ mooncake_master\)"):
+            master.start()
+        assert master.pid is not None and not pid_running(master.pid)
+    finally:
+        master.stop()
