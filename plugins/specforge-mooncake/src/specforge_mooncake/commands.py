@@ -13,8 +13,9 @@ def mooncake() -> None:
 
 
 @mooncake.command("master", context_settings={"show_default": True})
-@click.option("--host", default="127.0.0.1", help="Address to listen on (0.0.0.0 or this machine's address "
-              "for other machines).")
+@click.option("--host", default="127.0.0.1", help="Address to listen on: 127.0.0.1 serves this machine only; "
+              "this machine's address (or 0.0.0.0, every interface) serves others, and whoever reaches it can "
+              "read, overwrite and remove objects (no authentication).")
 @click.option("--rpc-port", type=click.IntRange(0, 65535), default=50051, help="Port clients connect to "
               "(0 = a free one).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=9003, help="Prometheus /metrics and "

@@ -40,5 +40,9 @@ class MooncakeMasterError(MooncakeError):
     """A master could not be started or reached."""
 
 
+class MooncakeExposedError(MooncakeError):
+    """A Mooncake listener bound an address it was not asked to; the store or master refused to run."""
+
+
 class MooncakeStoreError(MooncakeError):
     """A store operation failed with a Mooncake error code."""

@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from specforge_mooncake.errors import MooncakeMasterError
+from specforge.api.net import describe
+from specforge_mooncake.errors import MooncakeExposedError, MooncakeMasterError
+from specforge_mooncake.listeners import ipv4_of, listeners_of, stray
 from specforge_mooncake.native import master_binary, unavailable
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,12 @@ class MasterProcess:
                 raise MooncakeMasterError(f"mooncake_master on {self.address} {why}; is the port in use? "
                                           f"Its log{f' ({self.log_path})' if self.log_path else ''}:\n{tail}")
             time.sleep(0.05)
+        wrong = stray(listeners_of([proc.pid]).values(), ipv4_of(self.host))
+        if wrong:
+            self.stop()
+            raise MooncakeExposedError(f"mooncake_master listened on {describe(wrong)}, not only on {self.host}; "
+                                       f"stopped it (this Mooncake build has a listener that -rpc_address and "
+                                       f"-metrics_host do not move)")
         log.info("mooncake master %s started (pid %d, lease %d ms)", self.address, proc.pid, self.lease_ttl_ms)
 
     def wait(self) -> int:

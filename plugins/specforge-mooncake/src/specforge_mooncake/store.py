@@ -21,6 +21,10 @@ Decisions, each for a Mooncake behaviour observed with mooncake-transfer-engine 
   transfer), and for a client attached from a descriptor, the segment of the store that wrote
   the descriptor. So which process's memory holds the features is decided, not random.
 - A short read is a KeyError: the store never returns bytes it did not fully receive.
+- Every listener (managed master, this process's transfer-engine RPC and TCP ports) binds the
+  listen address, loopback unless the user names another (``listeners.py``); Mooncake's client
+  cannot be told so, so its wildcard binds are rewritten while it starts (``bind_guard.py``) and
+  its listeners are checked afterwards: one elsewhere is a ``MooncakeExposedError``.
 
 ``health()`` counts the samples put through this store object and not deleted (Mooncake has
 no listing), and asks the master whether it answers (``health_check``).
@@ -45,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from specforge.api import FeatureKey, FeatureRecord, StoreHealth
+from specforge.api.net import describe
 from specforge.api.stores import (
     StoreBase,
     check_key,
@@ -57,24 +62,29 @@ from specforge.api.stores import (
     specs_of,
     torch_dtype,
 )
+from specforge_mooncake import bind_guard
 from specforge_mooncake.errors import (
     INVALID_PARAMS,
     NO_AVAILABLE_HANDLE,
     OBJECT_HAS_LEASE,
     OBJECT_NOT_FOUND,
+    MooncakeExposedError,
     MooncakeMasterError,
     MooncakeStoreError,
     code_name,
 )
 from specforge_mooncake.keys import older_generations, record_blob, record_key, tensor_key
+from specforge_mooncake.listeners import advertised, bind_address, own_listeners, stray
 from specforge_mooncake.master import MasterProcess, port_open
 from specforge_mooncake.native import mooncake_store
-from specforge_mooncake.options import MooncakeStoreOptions
+from specforge_mooncake.options import MooncakeStoreOptions, host_part
 
 log = logging.getLogger(__name__)
 
 LOCAL_HOSTNAME_ENV = "SPECFORGE_MOONCAKE_LOCAL_HOSTNAME"
 """Overrides ``local_hostname`` when a process attaches from a descriptor written on another machine."""
+LISTEN_HOST_ENV = "SPECFORGE_MOONCAKE_LISTEN_HOST"
+"""Overrides ``listen_host`` for such a process (default: the address it names as its own)."""
 
 _BLOB_CAPACITY = 4096  # bytes read for a record object; larger ones are re-read at their size
 _OPEN: weakref.WeakSet[MooncakeStore] = weakref.WeakSet()
@@ -105,6 +115,27 @@ def _signals_kept_for_python() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def attach_options(descriptor: Mapping[str, Any], *, global_segment_size: int = 0, local_hostname: str | None = None,
+                   listen_host: str | None = None) -> MooncakeStoreOptions:
+    """The options of a client attaching from ``descriptor`` (which may come from another machine).
+
+    ``local_hostname`` defaults to ``$SPECFORGE_MOONCAKE_LOCAL_HOSTNAME``, then the
+    descriptor's; ``listen_host`` to ``$SPECFORGE_MOONCAKE_LISTEN_HOST``, then, when this
+    process names its own address, to that address (the descriptor's listen host is the
+    writer machine's), else the descriptor's.
+    """
+    if descriptor.get("store") != "mooncake":
+        raise ValueError(f"not a mooncake-store descriptor: {dict(descriptor)!r}")
+    options = MooncakeStoreOptions(**descriptor.get("options", {}))
+    local = local_hostname or os.environ.get(LOCAL_HOSTNAME_ENV)
+    listen = listen_host if listen_host is not None else os.environ.get(LISTEN_HOST_ENV)
+    if listen is None:
+        listen = "" if local else options.listen_host
+    return dataclasses.replace(options, master_address=descriptor["master_address"],
+                               global_segment_size=global_segment_size,
+                               local_hostname=local or options.local_hostname, listen_host=listen)
+
+
 class MooncakeStore(StoreBase):
     """Features in a Mooncake pool that other processes and machines reach through the master."""
 
@@ -124,11 +155,15 @@ class MooncakeStore(StoreBase):
         self._replicate = native.ReplicateConfig()
         self._replicate.replica_num = 1
         self._replicate.with_hard_pin = True  # never evicted: only delete (or the owner closing) frees it
+        self.listen_address = bind_address(self.options)  # None: every interface, as the user asked
         try:
             if self.options.managed:
-                self.master = MasterProcess(lease_ttl_ms=self.options.lease_ttl_ms, log_path=self._log_path(root))
+                self.master = MasterProcess(host=self.listen_address or "0.0.0.0",
+                                            lease_ttl_ms=self.options.lease_ttl_ms, log_path=self._log_path(root))
                 self.master.start(timeout_s=max(self.options.connect_timeout_s, 30.0))
-            self.master_address = self.master.address if self.master else self.options.master_address
+                self.master_address = f"{host_part(self.options.local_hostname)}:{self.master.rpc_port}"
+            else:
+                self.master_address = self.options.master_address
             self._client = self._connect(native)
             self.segment = self._client.get_hostname() if self.options.segment_owner else ""
             self._replicate.preferred_segment = self.options.preferred_segment or self.segment
@@ -157,7 +192,9 @@ class MooncakeStore(StoreBase):
                     f"start one with `specforge mooncake master --host HOST --rpc-port PORT`, fix "
                     f"store.master_address, or set it to \"\" for a master managed by this run")
             time.sleep(0.1)
-        with _signals_kept_for_python():
+        before = own_listeners()
+        with _signals_kept_for_python(), bind_guard.confine(self.listen_address), \
+                advertised(opts, self.listen_address):
             client = native.MooncakeDistributedStore()
             rc = client.setup(local_hostname=opts.local_hostname, metadata_server=opts.metadata_server,
                               global_segment_size=opts.global_segment_size, local_buffer_size=opts.local_buffer_size,
@@ -167,9 +204,20 @@ class MooncakeStore(StoreBase):
             raise MooncakeStoreError(
                 f"connecting to the Mooncake master {self.master_address} failed ({code_name(rc)}); check "
                 f"store.local_hostname={opts.local_hostname!r} (this machine's address as the others reach it), "
+                f"store.listen_host={opts.listen_host!r} (an address of this machine, \"\" for local_hostname's), "
                 f"store.metadata_server={opts.metadata_server!r} and store.protocol={opts.protocol!r} "
                 f"(rdma needs RDMA NICs; use tcp otherwise)")
-        log.debug("mooncake client of %s: segment %d bytes", self.master_address, opts.global_segment_size)
+        opened = [s for inode, s in own_listeners().items() if inode not in before]
+        wrong = stray(opened, self.listen_address)
+        if wrong:
+            with contextlib.suppress(Exception):
+                client.close()
+            raise MooncakeExposedError(
+                f"Mooncake's client opened {describe(wrong)}, not on {self.listen_address} as store.listen_host / "
+                f"store.local_hostname ask; refusing to run with features exposed. This Mooncake build escapes "
+                f"the bind rewrite (see the specforge-mooncake README); set store.listen_host=0.0.0.0 only if "
+                f"every interface may be reached")
+        log.info("mooncake client of %s listens on %s", self.master_address, describe(opened))
         return client
 
     def descriptor(self) -> dict:
@@ -186,20 +234,15 @@ class MooncakeStore(StoreBase):
 
     @classmethod
     def attach(cls, descriptor: Mapping[str, Any], *, global_segment_size: int = 0,
-               local_hostname: str | None = None) -> MooncakeStore:
+               local_hostname: str | None = None, listen_host: str | None = None) -> MooncakeStore:
         """A new client of the descriptor's master; it never starts or stops that master.
 
         By default a pure client (``global_segment_size=0``): its writes land in the segment
         owners' memory (the descriptor writer's first) and outlive it, which is what a producer
-        needs. ``local_hostname`` defaults to ``$SPECFORGE_MOONCAKE_LOCAL_HOSTNAME``, then the
-        descriptor's.
+        needs. See ``attach_options`` for its addresses.
         """
-        if descriptor.get("store") != "mooncake":
-            raise ValueError(f"not a mooncake-store descriptor: {dict(descriptor)!r}")
-        options = MooncakeStoreOptions(**descriptor.get("options", {}))
-        options = dataclasses.replace(
-            options, master_address=descriptor["master_address"], global_segment_size=global_segment_size,
-            local_hostname=local_hostname or os.environ.get(LOCAL_HOSTNAME_ENV) or options.local_hostname)
+        options = attach_options(descriptor, global_segment_size=global_segment_size,
+                                 local_hostname=local_hostname, listen_host=listen_host)
         return cls(options, namespace=descriptor["namespace"])
 
     # ------------------------------------------------------------------ data path

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 MODULES = ("specforge.api", "specforge.api.nn", "specforge.api.stores", "specforge.api.engines",
-           "specforge.api.export")
+           "specforge.api.export", "specforge.api.net")
 HOOKS_MODULE = "specforge.hookspecs"
 
 
