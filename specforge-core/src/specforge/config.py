@@ -115,7 +115,11 @@ class TrainingSection(Options):
     keep_checkpoints: Annotated[int, Range(ge=0, note="0 keeps all")] = 2
     """How many of the newest checkpoints to keep."""
     parallel: Literal["ddp", "fsdp"] = "ddp"
-    """Data parallelism across processes: ddp, or fsdp (FSDP2 fully_shard)."""
+    """Data parallelism across processes: ddp, or fsdp (FSDP2: each draft layer, then the root)."""
+    precision: Literal["auto", "fp32", "bf16-mixed", "bf16"] = "auto"
+    """auto: bf16-mixed on CUDA, fp32 on CPU; bf16-mixed keeps float32 weights and optimizer state."""
+    activation_checkpointing: bool = False
+    """Recompute the draft layers' activations in backward instead of keeping them (less memory)."""
     nproc_per_node: Annotated[int, Range(ge=1)] = 1
     """Trainer processes on this machine (one per GPU)."""
     nnodes: Annotated[int, Range(ge=1)] = 1

@@ -364,6 +364,15 @@ class PlanningStrategy(Protocol):
 
 
 @runtime_checkable
+class LayeredStrategy(Protocol):
+    """Optional on a strategy: the draft's repeated blocks (decoder layers), for FSDP2 to shard one by
+    one and for ``training.activation_checkpointing`` to recompute. Each block's forward must have no
+    side effects: with checkpointing it runs again in backward."""
+
+    def draft_layers(self, draft: Any) -> list[Any]: ...
+
+
+@runtime_checkable
 class TargetEngine(Protocol):
     """Where target features come from."""
 
@@ -500,6 +509,14 @@ class Launcher(Protocol):
 
     def claim_folder(self) -> None:
         """Decide the run folder now (refuse, resume, or replace as asked), before spawning."""
+
+
+@runtime_checkable
+class PlanningTopology(Protocol):
+    """Optional on a topology: lines ``run --plan`` prints about the processes it would start
+    (torch-free); raise ``UserError`` for a layout this machine cannot hold."""
+
+    def plan_notes(self, config: Any) -> list[str]: ...
 
 
 @runtime_checkable

@@ -96,6 +96,11 @@ class DFlashStrategy:
         head = info.require("lm_head_weight", f"{self.name} scores blocks with the target's frozen lm_head")
         return self.model_class()(self.draft_config(info), embed, head, **self.model_kwargs())
 
+    def draft_layers(self, draft: Any) -> list[Any]:
+        """The decoder layers: FSDP2 shards each, activation checkpointing recomputes each."""
+        from specforge.api import unwrap
+        return list(unwrap(draft).layers)
+
     # ------------------------------------------------------------------ training
 
     def collate(self, samples: Sequence[dict]) -> dict:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from specforge.config import RunConfig
-from specforge.contracts import TargetInfo
+from specforge.contracts import PlanningTopology, TargetInfo
 from specforge.run import preflight
 from specforge.run.demo import plan_target_info
+from specforge.training.precision import describe_precision
 
 LABELS = {"strategy": "strategy", "target_engine": "target engine", "store": "feature store",
           "topology": "topology"}
@@ -43,8 +44,14 @@ def describe_plan(config: RunConfig) -> list[str]:
     lines.append(f"  {'features':<14} {_features_line(request, info)}")
     lines.extend(f"  {'':<14} {note}" for note in notes)
     t = config.training
+    nodes = f" x {t.nnodes} node(s)" if t.nnodes > 1 else ""
+    checkpointing = ", activation checkpointing" if t.activation_checkpointing else ""
     lines.append(f"  {'training':<14} {t.epochs} epoch(s), batch {t.batch_size} x accumulation "
-                 f"{t.accumulation} x {t.nproc_per_node} process(es), lr {t.lr}, {t.parallel}")
+                 f"{t.accumulation} x {t.nproc_per_node} process(es){nodes}, lr {t.lr}, {t.parallel}, "
+                 f"precision {describe_precision(t.precision, config.target.device)}{checkpointing}")
+    topology = config.components["topology"].build()
+    if isinstance(topology, PlanningTopology):
+        lines.extend(f"  {'processes':<14} {note}" for note in topology.plan_notes(config))
     lines.append(f"  {'export':<14} format {config.export_format} (strategy {config.run.strategy} exports "
                  f"{', '.join(config.strategy_spec.export_formats)})")
     lines.append("")

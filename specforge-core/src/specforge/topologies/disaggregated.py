@@ -32,6 +32,7 @@ from specforge.faults import ENV as KILL_ENV
 from specforge.faults import kill_point
 from specforge.topologies.control_plane import ControlPlane, sample_id
 from specforge.topologies.options import DisaggregatedOptions
+from specforge.topologies.placement import Placement, count_accelerators, place, visible_devices
 
 log = logging.getLogger(__name__)
 COORDINATOR_ENV = "SPECFORGE_COORDINATOR"
@@ -84,6 +85,19 @@ class DisaggregatedTopology:
             return self._coordinator_only()
         return self._one_machine(launcher)
 
+    def placement(self, nproc: int) -> Placement:
+        o = self.options
+        if o.trainer_devices and len(o.trainer_devices) != nproc:
+            raise ConfigError(f"topology.trainer_devices names {len(o.trainer_devices)} device(s) for {nproc} "
+                              f"trainer process(es) (--nproc-per-node); give one per trainer")
+        return place(o.num_producers, nproc, count_accelerators(), producer_devices=o.producer_devices,
+                     trainer_devices=o.trainer_devices)
+
+    def plan_notes(self, config: Any) -> list[str]:
+        if self.options.role != "auto":
+            return [f"role {self.options.role} (coordinator {self.options.coordinator or 'from the environment'})"]
+        return self.placement(config.training.nproc_per_node).lines()
+
     def train(self, run: RunContext) -> TrainResult:
         if self._control is None:
             raise SpecforgeError("a disaggregated trainer needs the coordinator; start it with "
@@ -100,9 +114,15 @@ class DisaggregatedTopology:
         store = launcher.build_store()
         env = {COORDINATOR_ENV: control.address, **launcher.store_env(store)}
         nproc = launcher.config.training.nproc_per_node
-        producers = {i: self._start_producer(launcher, i, env) for i in range(self.options.num_producers)}
+        devices = self.placement(nproc)
+        for line in devices.lines():
+            log.info("placement: %s", line)
+        producers = {i: self._start_producer(launcher, i, env, devices.producers[i])
+                     for i in range(self.options.num_producers)}
         restarts = dict.fromkeys(producers, 0)
-        trainer = launcher.spawn(['topology.role="trainer"'], nproc=nproc, env=env)
+        trainer_device = "cuda" if devices.trainers[0].startswith("cuda") else "cpu"
+        trainer = launcher.spawn(['topology.role="trainer"', f'target.device="{trainer_device}"'], nproc=nproc,
+                                 env={**env, **visible_devices(devices.trainers)})
         log.info("coordinator %s: %d producer(s), trainers %s", control.address, len(producers), trainer.pid)
         try:
             while trainer.poll() is None:
@@ -114,7 +134,8 @@ class DisaggregatedTopology:
                         restarts[i] += 1
                         log.warning("producer %d exited with %s; restart %d of %d", i, code, restarts[i],
                                     self.options.producer_restarts)
-                        producers[i] = self._start_producer(launcher, i, env, restarted=True)
+                        producers[i] = self._start_producer(launcher, i, env, devices.producers[i],
+                                                            restarted=True)
                     else:
                         control.fail(f"producer {i} exited with code {code}")
                         producers.pop(i)
@@ -130,10 +151,14 @@ class DisaggregatedTopology:
             raise SpecforgeError(f"the trainers exited with code {trainer.returncode}; see their output above")
         return None
 
-    def _start_producer(self, launcher: Launcher, index: int, env: dict, restarted: bool = False) -> Any:
+    def _start_producer(self, launcher: Launcher, index: int, env: dict, device: str,
+                        restarted: bool = False) -> Any:
+        env = {**env, **visible_devices((device,))}
         if restarted:  # a kill point fires once: the restarted producer runs clean
-            env = {**env, KILL_ENV: ""}
-        return launcher.spawn(['topology.role="producer"', f"topology.producer_index={index}"], env=env)
+            env[KILL_ENV] = ""
+        local = "cuda:0" if device.startswith("cuda") else "cpu"  # its one visible GPU, or the CPU
+        return launcher.spawn(['topology.role="producer"', f"topology.producer_index={index}",
+                               f'target.device="{local}"'], env=env)
 
     def _coordinator_only(self) -> None:
         host, _, port = (self.options.coordinator or "127.0.0.1:29600").rpartition(":")
@@ -160,6 +185,7 @@ class DisaggregatedTopology:
                 control.raise_producer_error()
                 time.sleep(0.05)
             incarnation, pos, produced, started = control.incarnation(), control.acked(), 0, time.perf_counter()
+            batch_size = run.config.training.capture_batch_size
             pos = _next_mine(pos, me, count)
             while pos < len(order):
                 if control.trainers_done():
@@ -171,22 +197,33 @@ class DisaggregatedTopology:
                 if pos - acked >= self.options.max_inflight:  # backpressure
                     time.sleep(self.options.poll_s)
                     continue
-                epoch, index = order[pos]
-                sid = sample_id(epoch, index)
-                old = control.published(sid)
-                if old is None or not run.store.exists(old.key):
-                    generation = old.key.generation + 1 if old else 0
-                    features = engine.capture([run.samples[index]], run.request)[0]
-                    record = run.store.put(run.feature_key(run.samples[index], generation, sid), features)
+                window = []  # this producer's next positions inside the in-flight window, one engine batch
+                while (len(window) < batch_size and pos < len(order)
+                       and pos - acked < self.options.max_inflight):
+                    window.append(pos)
+                    pos += count
+                todo = []
+                for position in window:
+                    epoch, index = order[position]
+                    sid = sample_id(epoch, index)
+                    old = control.published(sid)
+                    if old is None or not run.store.exists(old.key):
+                        todo.append((position, index, sid, old.key.generation + 1 if old else 0))
+                if not todo:
+                    continue
+                features = engine.capture([run.samples[index] for _, index, _, _ in todo], run.request)
+                for (position, index, sid, generation), feats in zip(todo, features):
+                    record = run.store.put(run.feature_key(run.samples[index], generation, sid), feats)
                     control.publish(sid, record)
                     produced += 1
                     total = control.count_produced(me)
                     elapsed = time.perf_counter() - started
-                    metrics.write(json.dumps({"position": pos, "acked": acked, "inflight": pos - acked + 1,
+                    metrics.write(json.dumps({"position": position, "acked": acked,
+                                              "inflight": position - acked + 1, "batch": len(todo),
+                                              "device": str(run.dist.device),
                                               "samples_per_s": produced / elapsed if elapsed else 0.0}) + "\n")
                     metrics.flush()
                     kill_point(f"produce:{total}")
-                pos += count
             metrics.close()
             engine.close()
         except Exception as exc:

@@ -40,9 +40,22 @@ class DisaggregatedOptions(TopologyOptions):
     """Seconds between control-plane polls."""
     wait_timeout_s: Annotated[float, Range(gt=0)] = 600.0
     """Seconds a trainer waits for a sample before it fails naming the coordinator."""
+    producer_devices: tuple[str, ...] = ()
+    """One device per producer (``cuda:N`` or ``cpu``); empty: the first free accelerators."""
+    trainer_devices: tuple[str, ...] = ()
+    """One device per trainer rank; empty: the accelerators after the producers'. Listing a device
+    in both shares it (only when asked)."""
 
     def problems(self) -> list[str]:
+        out = []
         if self.producer_index >= self.num_producers:
-            return [f"topology.producer_index {self.producer_index} must be below topology.num_producers "
-                    f"{self.num_producers}"]
-        return []
+            out.append(f"topology.producer_index {self.producer_index} must be below topology.num_producers "
+                       f"{self.num_producers}")
+        if self.producer_devices and len(self.producer_devices) != self.num_producers:
+            out.append(f"topology.producer_devices names {len(self.producer_devices)} device(s) for "
+                       f"{self.num_producers} producer(s); give one per producer")
+        bad = [d for d in (*self.producer_devices, *self.trainer_devices)
+               if d != "cpu" and not (d.startswith("cuda:") and d[5:].isdigit())]
+        if bad:
+            out.append(f"topology devices {bad}: use 'cuda:N' or 'cpu'")
+        return out

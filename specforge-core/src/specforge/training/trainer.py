@@ -28,9 +28,10 @@ from specforge.contracts import (
 from specforge.errors import SpecforgeError
 from specforge.faults import kill_point
 from specforge.nn import unwrap
-from specforge.training import checkpoint
+from specforge.training import checkpoint, parallel
 from specforge.training.distributed import DistContext, all_reduce_sum, barrier
 from specforge.training.feedback import MetricsLog, Progress
+from specforge.training.precision import apply_to_draft, autocast, resolve_precision
 from specforge.training.schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -56,20 +57,6 @@ def _seed_everything(seed: int, rank: int) -> None:
     torch.manual_seed(seed * 1_000_003 + rank)
 
 
-def _wrap(model: torch.nn.Module, ctx: DistContext, parallel: str) -> torch.nn.Module:
-    if not ctx.distributed:
-        return model
-    if parallel == "fsdp":
-        from torch.distributed.fsdp import fully_shard
-
-        fully_shard(model)
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids)
-
-
 def _no_grad_sync(model: torch.nn.Module, last_micro: bool) -> contextlib.AbstractContextManager:
     """Skip gradient all-reduce on all but the last micro-step of an accumulation window."""
     if hasattr(model, "no_sync") and not last_micro:
@@ -79,13 +66,16 @@ def _no_grad_sync(model: torch.nn.Module, last_micro: bool) -> contextlib.Abstra
     return contextlib.nullcontext()
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
+def _to_device(batch: Any, device: torch.device, float_dtype: torch.dtype | None = None) -> Any:
+    """``batch`` on ``device``; floating tensors in ``float_dtype`` when given (pure bf16 training)."""
     if isinstance(batch, torch.Tensor):
+        if float_dtype is not None and batch.is_floating_point():
+            return batch.to(device, float_dtype, non_blocking=True)
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
+        return {k: _to_device(v, device, float_dtype) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
+        return type(batch)(_to_device(v, device, float_dtype) for v in batch)
     return batch
 
 
@@ -151,8 +141,12 @@ def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
             f"{plan.num_samples} samples give no optimizer step with batch {plan.batch_size} x accumulation "
             f"{plan.accumulation} x {plan.world_size} process(es); use more data or a smaller batch")
     _seed_everything(run.config.run.seed, ctx.rank)  # same seed, same run; a resume then restores the saved RNG
-    draft = build_draft(strategy, run.info, run.stats, ctx.device, warm_start=run.init_draft)
-    model = _wrap(draft, ctx, cfg.parallel)
+    precision = resolve_precision(cfg.precision, ctx.device.type)
+    draft = apply_to_draft(build_draft(strategy, run.info, run.stats, ctx.device, warm_start=run.init_draft),
+                           precision)
+    layers = parallel.draft_layers(strategy, draft)
+    model = parallel.wrap(draft, ctx, parallel=cfg.parallel, precision=precision, layers=layers,
+                          checkpointing=cfg.activation_checkpointing, strategy_name=strategy.name)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -168,8 +162,8 @@ def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
         if ctx.is_main else None
     progress = Progress(total, position.step, enabled=ctx.is_main)
     history: list[dict[str, Any]] = []
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if ctx.device.type == "cuda"
-                else contextlib.nullcontext())
+    mixed = autocast(precision, ctx.device.type)
+    inputs_dtype = torch.bfloat16 if precision == "bf16" else None
     step, last_loss = position.step, checkpoint.last_loss(run.run_dir, position.step)
     last_ckpt: Path | None = run.resume_from
     config_toml = run.config.to_toml()
@@ -201,10 +195,10 @@ def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
                 acc = _StepAccumulator()
                 for m, indices in enumerate(window):
                     features = fetch(indices, epoch)
-                    batch = _to_device(strategy.collate(features), ctx.device)
+                    batch = _to_device(strategy.collate(features), ctx.device, inputs_dtype)
                     step_ctx = StepContext(step=step, total_steps=total, micro_step=m, accumulation=plan.accumulation)
                     with _no_grad_sync(model, last_micro=m == len(window) - 1):
-                        with autocast:
+                        with mixed:
                             out = strategy.loss(model, batch, step_ctx)
                         backward = out.terms[0] if out.terms is not None else out.loss / plan.accumulation
                         backward.backward()
@@ -247,6 +241,7 @@ def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
         progress.close()
         if metrics_log is not None:
             metrics_log.close()
+    parallel.uncheckpoint_layers(layers)  # the trained draft is copied and exported with plain forwards
     trained = _trained_draft(run, model, draft)
     barrier(ctx)
     assert last_ckpt is not None
