@@ -220,6 +220,8 @@ def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
                 record = {"step": step, "epoch": epoch, "loss": loss,
                           "lr": optimizer.param_groups[0]["lr"], "grad_norm": _as_float(grad_norm),
                           "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0, **metrics}
+                if ctx.device.type == "cuda":
+                    record["max_memory_gib"] = torch.cuda.max_memory_allocated(ctx.device) / 2**30
                 if on_step is not None:
                     on_step(step, epoch, [i for w in window for i in w])
                 if extra_metrics is not None:
