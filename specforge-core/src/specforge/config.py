@@ -163,7 +163,11 @@ class EvalSection(Options):
     dtype: str = ""
     """Target and draft dtype for evaluation; empty: the target's (the demo evaluates in float64)."""
     check_lossless: bool = True
-    """Check the speculative output equals the target's own greedy output, token for token."""
+    """Check the speculative output equals the target's own greedy output, token for token (that
+    greedy pass, prompt by prompt, is also the baseline of the measured speed-up)."""
+    kv_cache: bool = True
+    """Verify drafts incrementally with the target's KV cache (linear in the generated length);
+    false re-runs the whole sequence every round (the old, quadratic path)."""
 
     def problems(self) -> list[str]:
         if self.dtype and self.dtype not in DTYPES:

@@ -389,6 +389,30 @@ class TargetEngine(Protocol):
 
 
 @runtime_checkable
+class DecodeSession(Protocol):
+    """One sequence being decoded with the target's KV cache (see ``DecodingEngine``)."""
+
+    length: int  # tokens the cache holds
+
+    def extend(self, ids: Sequence[int]) -> SampleFeatures:
+        """Run ``ids`` after the cached tokens; the request's features and ``"logits"`` for those
+        positions only (rows in order), computed with the cache."""
+
+    def truncate(self, length: int) -> None:
+        """Forget every cached position from ``length`` on (the rejected part of a draft)."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class DecodingEngine(Protocol):
+    """Optional on a target engine: incremental verification. Speculative decoding then costs one
+    target pass over the new tokens per round instead of re-running the whole sequence."""
+
+    def decode_session(self, request: FeatureRequest) -> DecodeSession: ...
+
+
+@runtime_checkable
 class FeatureStore(Protocol):
     """Where features live between capture and training.
 

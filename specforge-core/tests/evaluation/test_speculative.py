@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from specforge.contracts import FeatureRequest
 from specforge.evaluation.speculative import (
@@ -99,3 +100,71 @@ def test_summary_counts_acceptance_per_draft_position():
     assert result.tau == 4.0  # (2 + 4 accepted + 2 bonus tokens) / 2 verifications
     assert result.per_position_acceptance == [1.0, 1.0, 0.5, 1.0]
     assert result.target_forwards == 3 and result.forwards_saved == 6
+
+
+class HalfRight:
+    """Drafts the greedy continuation with every third token wrong: rounds accept 0, 1 or 2."""
+
+    def __init__(self, engine):
+        self.oracle = Oracle(engine)
+
+    def begin_decode(self, draft, prompt_ids, features):
+        return tuple(prompt_ids)
+
+    def propose(self, draft, state, accepted_ids, features, k):
+        good = self.oracle.propose(draft, state, accepted_ids, features, k)
+        return [t if (len(accepted_ids) + i) % 3 else 1 for i, t in enumerate(good)]
+
+
+class FeatureSpy:
+    """Records the features it is given each round (they must cover accepted_ids[:-1])."""
+
+    def __init__(self, inner):
+        self.inner, self.seen = inner, []
+
+    def begin_decode(self, draft, prompt_ids, features):
+        return self.inner.begin_decode(draft, prompt_ids, features)
+
+    def propose(self, draft, state, accepted_ids, features, k):
+        assert features["last_hidden"].shape[0] == len(accepted_ids) - 1
+        self.seen.append({k: v.clone() for k, v in features.items() if k in ("last_hidden", "logits")})
+        return self.inner.propose(draft, state, accepted_ids, features, k)
+
+
+@pytest.mark.parametrize("make", [Oracle, Wrong, HalfRight], ids=["oracle", "wrong", "half-right"])
+def test_the_kv_cache_path_decodes_exactly_like_re_running_the_sequence(engine, make):
+    for prompt in PROMPTS:
+        spies = [FeatureSpy(make(engine) if make is not Wrong else Wrong()) for _ in range(2)]
+        cached, plain = (speculative_generate(engine, spy, None, prompt, REQUEST, k=4, max_new_tokens=MAX_NEW,
+                                              kv_cache=kv) for spy, kv in zip(spies, (True, False)))
+        assert (cached.tokens, cached.drafted, cached.accepted) == (plain.tokens, plain.drafted, plain.accepted)
+        for a, b in zip(*(spy.seen for spy in spies)):  # the features each round, cached vs recomputed
+            for name in a:
+                torch.testing.assert_close(a[name], b[name], rtol=1e-9, atol=1e-9)
+
+
+def test_a_decode_session_gives_the_features_of_a_full_capture(engine):
+    from specforge.contracts import Sample
+
+    request = FeatureRequest(layers=(0, 1), last_hidden=True, logits=True)
+    ids = [5, 17, 42, 8, 100, 3, 9, 7]
+    full = engine.capture([Sample("s", tuple(ids), (0,) * len(ids))], request)[0]
+    session = engine.decode_session(request)
+    first = session.extend(ids[:3])
+    session.extend([1, 1, 1])  # a rejected draft ...
+    session.truncate(3)  # ... leaves the cache
+    rest = session.extend(ids[3:])
+    assert session.length == len(ids)
+    for name in ("hidden_states", "last_hidden", "logits"):
+        got = torch.cat([first[name], rest[name]])
+        torch.testing.assert_close(got, full[name], rtol=1e-9, atol=1e-9)
+    session.close()
+
+
+def test_speculative_decoding_reports_its_speed_against_plain_greedy(engine):
+    from specforge.evaluation.evaluate import EvalSettings, evaluate_draft
+
+    settings = EvalSettings(k=4, num_prompts=len(PROMPTS), max_new_tokens=MAX_NEW)
+    result = evaluate_draft(engine, Oracle(engine), None, REQUEST, PROMPTS, ["a", "b", "c"], settings, [])
+    assert result.greedy_tokens_per_s > 0 and result.tokens_per_s > 0
+    assert result.speedup == pytest.approx(result.tokens_per_s / result.greedy_tokens_per_s)

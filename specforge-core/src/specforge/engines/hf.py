@@ -153,18 +153,8 @@ class HFEngine:
             ids[row, :lengths[row]] = torch.tensor(s.input_ids, dtype=torch.long)
             mask[row, :lengths[row]] = 1
 
-        captured: dict[int, Any] = {}  # layer id -> [B, S, H]
-        handles = []
-        for layer_id in dict.fromkeys(request.layers):
-            def hook(_module: Any, _args: Any, output: Any, _id: int = layer_id) -> None:
-                captured[_id] = _layer_output(output)
-            handles.append(self._layers[layer_id].register_forward_hook(hook))
-        try:
-            out = model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                   use_cache=False)
-        finally:
-            for h in handles:
-                h.remove()
+        captured, out = self._forward_features(model, ids.to(self.device), request,
+                                               attention_mask=mask.to(self.device), use_cache=False)
         last = out.last_hidden_state  # [B, S, H], after the final norm
         head = model.get_output_embeddings() if request.logits else None
 
@@ -183,6 +173,12 @@ class HFEngine:
                 f["logits"] = head(last[row, :n]).cpu()  # [S, V]
             features.append(f)
         return features
+
+    def decode_session(self, request: FeatureRequest) -> HFDecodeSession:
+        """Incremental verification with this model's KV cache (``DecodingEngine``)."""
+        self._require_open()
+        request.check_layers(len(self._layers), option="the strategy's target layer ids")
+        return HFDecodeSession(self, request)
 
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                  stop_ids: Iterable[int] = ()) -> list[list[int]]:
@@ -248,6 +244,21 @@ class HFEngine:
 
             torch.cuda.empty_cache()
 
+    def _forward_features(self, model: Any, ids: Any, request: FeatureRequest, **kwargs: Any) -> tuple[dict, Any]:
+        """Run the base model on ``ids`` [B, S] with hooks on the requested layers; (captured, output)."""
+        captured: dict[int, Any] = {}  # layer id -> [B, S, H]
+        handles = []
+        for layer_id in dict.fromkeys(request.layers):
+            def hook(_module: Any, _args: Any, output: Any, _id: int = layer_id) -> None:
+                captured[_id] = _layer_output(output)
+            handles.append(self._layers[layer_id].register_forward_hook(hook))
+        try:
+            out = model.base_model(input_ids=ids, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
+        return captured, out
+
     def __enter__(self) -> HFEngine:
         return self
 
@@ -256,3 +267,44 @@ class HFEngine:
 
     def __repr__(self) -> str:
         return f"HFEngine({str(Path(self.model_dir))!r}, dtype={self.dtype}, device={self.device})"
+
+
+class HFDecodeSession:
+    """One sequence through an ``HFEngine`` with a growing KV cache: extend, then truncate rejects."""
+
+    def __init__(self, engine: HFEngine, request: FeatureRequest) -> None:
+        from transformers import DynamicCache
+
+        self.engine = engine
+        self.request = request
+        self.cache = DynamicCache()
+        self.length = 0
+
+    def extend(self, ids: Sequence[int]) -> SampleFeatures:
+        import torch
+
+        model = self.engine._require_open()
+        n = len(ids)
+        device = self.engine.device
+        new = torch.tensor([list(ids)], dtype=torch.long, device=device)  # [1, n]
+        positions = torch.arange(self.length, self.length + n, device=device)[None]  # [1, n]
+        with torch.no_grad():
+            captured, out = self.engine._forward_features(model, new, self.request, past_key_values=self.cache,
+                                                          position_ids=positions, use_cache=True)
+        self.length += n
+        last = out.last_hidden_state[0]  # [n, H]
+        features: dict[str, Any] = {"input_ids": new[0].cpu()}
+        if self.request.layers:
+            features["hidden_states"] = torch.cat([captured[i][0] for i in self.request.layers], dim=-1).cpu()
+        if self.request.last_hidden:
+            features["last_hidden"] = last.cpu().clone()
+        features["logits"] = model.get_output_embeddings()(last).cpu()  # [n, V]
+        return features
+
+    def truncate(self, length: int) -> None:
+        if length < self.length:
+            self.cache.crop(length - self.length)  # negative: tokens to remove (transformers 4.x and 5.x)
+            self.length = length
+
+    def close(self) -> None:
+        self.cache = None

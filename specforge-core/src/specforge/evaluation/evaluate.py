@@ -21,6 +21,7 @@ class EvalSettings:
     num_prompts: int
     max_new_tokens: int
     check_lossless: bool = True
+    kv_cache: bool = True
 
 
 def stop_ids(tokenizer: Any) -> list[int]:
@@ -46,10 +47,12 @@ def evaluate_draft(engine: TargetEngine, strategy: Strategy, draft: Any, request
                    prompts: Sequence[Sequence[int]], names: Sequence[str], settings: EvalSettings,
                    stops: Sequence[int]) -> EvalResult:
     traces = [speculative_generate(engine, strategy, draft, p, request, k=settings.k,
-                                   max_new_tokens=settings.max_new_tokens, stop_ids=stops) for p in prompts]
+                                   max_new_tokens=settings.max_new_tokens, stop_ids=stops,
+                                   kv_cache=settings.kv_cache) for p in prompts]
+    greedy_seconds = 0.0
     if settings.check_lossless:
-        check_lossless(engine, prompts, traces, settings.max_new_tokens, stops, names)
-    return summarize(traces, settings.k)
+        greedy_seconds = check_lossless(engine, prompts, traces, settings.max_new_tokens, stops, names)
+    return summarize(traces, settings.k, greedy_seconds)
 
 
 def last_metric(run_dir: Path, name: str) -> float | None:

@@ -1,9 +1,15 @@
 """Greedy speculative decoding with the target as verifier, through the engine's interface.
 
 Each round the strategy drafts tokens from the target's features, the target scores the whole
-draft in one capture, and the longest prefix that matches the target's own greedy choice is
-kept, plus the target's next token. The output is therefore the target's greedy output, token
-for token; `check_lossless` proves it against the engine's own ``generate``.
+draft in one pass, and the longest prefix that matches the target's own greedy choice is kept,
+plus the target's next token. The output is therefore the target's greedy output, token for
+token; ``check_lossless`` proves it against the engine's own ``generate``.
+
+With an engine that can decode incrementally (``DecodingEngine``) and ``kv_cache`` on, a round
+runs only the newest accepted token and the draft through the target (its KV cache holds the
+rest) and then drops the rejected positions from the cache, so a prompt costs time linear in its
+length. Otherwise every round re-runs the whole sequence (``eval.kv_cache = false``, or an
+engine without sessions), which is quadratic.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 import torch
 
-from specforge.contracts import FeatureRequest, Sample, SampleFeatures, Strategy, TargetEngine
+from specforge.contracts import DecodingEngine, FeatureRequest, Sample, SampleFeatures, Strategy, TargetEngine
 from specforge.errors import SpecforgeError
 
 
@@ -43,45 +49,117 @@ def _capture(engine: TargetEngine, ids: Sequence[int], request: FeatureRequest) 
     return engine.capture([sample], request)[0]
 
 
+class FeatureBuffer:
+    """Per-position features of the accepted tokens, grown in place (capacity doubles)."""
+
+    def __init__(self, first: SampleFeatures) -> None:
+        self.length = 0
+        self._data: dict[str, torch.Tensor] = {}
+        self.append(first)
+
+    def append(self, rows: SampleFeatures) -> None:
+        n = next(iter(rows.values())).shape[0]
+        for name, tensor in rows.items():
+            held = self._data.get(name)
+            if held is None or self.length + n > held.shape[0]:
+                grown = tensor.new_zeros((max(2 * (self.length + n), 16), *tensor.shape[1:]))
+                if held is not None:
+                    grown[:self.length] = held[:self.length]
+                self._data[name] = held = grown
+            held[self.length:self.length + n] = tensor
+        self.length += n
+
+    def view(self) -> SampleFeatures:
+        return {name: t[:self.length] for name, t in self._data.items()}
+
+
+def _accepted_count(proposal: Sequence[int], target: Sequence[int]) -> int:
+    n = 0
+    while n < len(proposal) and proposal[n] == target[n]:
+        n += 1
+    return n
+
+
+def _append(tokens: list[int], new: Sequence[int], max_new_tokens: int, stops: set[int]) -> None:
+    for tok in new:
+        if len(tokens) >= max_new_tokens:
+            return
+        tokens.append(tok)
+        if tok in stops:
+            return
+
+
 def speculative_generate(engine: TargetEngine, strategy: Strategy, draft: Any, prompt: Sequence[int],
                          request: FeatureRequest, *, k: int, max_new_tokens: int,
-                         stop_ids: Sequence[int] = ()) -> PromptTrace:
+                         stop_ids: Sequence[int] = (), kv_cache: bool = True) -> PromptTrace:
     """Decode ``prompt`` greedily with drafts from ``strategy``; returns the trace."""
-    started = time.perf_counter()
     req = FeatureRequest(layers=request.layers, last_hidden=request.last_hidden, logits=True)
-    stops = set(stop_ids)
-    features = _capture(engine, prompt, req)
-    tokens = [int(torch.argmax(features["logits"][-1]))]
-    trace = PromptTrace(tokens=tokens)
     with torch.no_grad():
-        state = strategy.begin_decode(draft, list(prompt), features)
+        if kv_cache and isinstance(engine, DecodingEngine):
+            return _decode_cached(engine, strategy, draft, list(prompt), req, k, max_new_tokens, set(stop_ids))
+        return _decode_recapture(engine, strategy, draft, list(prompt), req, k, max_new_tokens, set(stop_ids))
+
+
+def _decode_cached(engine: DecodingEngine, strategy: Strategy, draft: Any, prompt: list[int],
+                   request: FeatureRequest, k: int, max_new_tokens: int, stops: set[int]) -> PromptTrace:
+    started = time.perf_counter()
+    session = engine.decode_session(request)
+    try:
+        first = session.extend(prompt)  # every prompt position
+        first.setdefault("loss_mask", torch.zeros(len(prompt), dtype=torch.long))
+        buffer = FeatureBuffer(first)
+        tokens = [int(torch.argmax(first["logits"][-1]))]
+        trace = PromptTrace(tokens=tokens)
+        state = strategy.begin_decode(draft, prompt, buffer.view())
         while len(tokens) < max_new_tokens and tokens[-1] not in stops:
-            accepted_ids = list(prompt) + tokens
-            proposal = [int(t) for t in strategy.propose(draft, state, accepted_ids, features, k)]
+            accepted_ids = prompt + tokens
+            proposal = [int(t) for t in strategy.propose(draft, state, accepted_ids, buffer.view(), k)]
             proposal = proposal[: max_new_tokens - len(tokens)]
-            full = _capture(engine, accepted_ids + proposal, req)
-            base = len(accepted_ids) - 1
-            target = torch.argmax(full["logits"][base:base + len(proposal) + 1], dim=-1).tolist()
-            n = 0
-            while n < len(proposal) and proposal[n] == target[n]:
-                n += 1
-            new = [*proposal[:n], target[n]]
+            rows = session.extend([accepted_ids[-1], *proposal])  # the newest token, then the draft
+            rows.setdefault("loss_mask", torch.zeros(1 + len(proposal), dtype=torch.long))
+            target = torch.argmax(rows["logits"], dim=-1).tolist()
+            n = _accepted_count(proposal, target)
             trace.drafted.append(len(proposal))
             trace.accepted.append(n)
-            for tok in new:
-                if len(tokens) >= max_new_tokens:
-                    break
-                tokens.append(tok)
-                if tok in stops:
-                    break
-            features = _slice(full, len(prompt) + len(tokens) - 1)
+            _append(tokens, [*proposal[:n], target[n]], max_new_tokens, stops)
+            buffer.append(_slice(rows, n + 1))  # features of the newest token and the accepted draft
+            session.truncate(len(accepted_ids) + n)  # the rejected draft leaves the cache
+    finally:
+        session.close()
+    trace.seconds = time.perf_counter() - started
+    return trace
+
+
+def _decode_recapture(engine: TargetEngine, strategy: Strategy, draft: Any, prompt: list[int],
+                      request: FeatureRequest, k: int, max_new_tokens: int, stops: set[int]) -> PromptTrace:
+    started = time.perf_counter()
+    features = _capture(engine, prompt, request)
+    tokens = [int(torch.argmax(features["logits"][-1]))]
+    trace = PromptTrace(tokens=tokens)
+    state = strategy.begin_decode(draft, prompt, features)
+    while len(tokens) < max_new_tokens and tokens[-1] not in stops:
+        accepted_ids = prompt + tokens
+        proposal = [int(t) for t in strategy.propose(draft, state, accepted_ids, features, k)]
+        proposal = proposal[: max_new_tokens - len(tokens)]
+        full = _capture(engine, accepted_ids + proposal, request)
+        base = len(accepted_ids) - 1
+        target = torch.argmax(full["logits"][base:base + len(proposal) + 1], dim=-1).tolist()
+        n = _accepted_count(proposal, target)
+        trace.drafted.append(len(proposal))
+        trace.accepted.append(n)
+        _append(tokens, [*proposal[:n], target[n]], max_new_tokens, stops)
+        features = _slice(full, len(prompt) + len(tokens) - 1)
     trace.seconds = time.perf_counter() - started
     return trace
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """What users judge a draft by; ``tau`` = mean accepted draft tokens + 1 per verification."""
+    """What users judge a draft by; ``tau`` = mean accepted draft tokens + 1 per verification.
+
+    ``tokens_per_s`` is speculative decoding's; ``greedy_tokens_per_s`` plain greedy decoding's
+    through the same engine, prompt by prompt; ``speedup`` their ratio (0 when not measured).
+    """
 
     tau: float
     per_position_acceptance: list[float]
@@ -92,37 +170,87 @@ class EvalResult:
     forwards_saved: int
     tokens_per_s: float
     k: int
+    greedy_tokens_per_s: float = 0.0
+    speedup: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def summarize(traces: Sequence[PromptTrace], k: int) -> EvalResult:
-    rounds = sum(len(t.accepted) for t in traces)
-    accepted = sum(sum(t.accepted) for t in traces)
+@dataclass(frozen=True)
+class Counts:
+    """The sums an EvalResult is made of, so shares of the prompts (one per rank) add up exactly."""
+
+    rounds: int = 0
+    accepted: int = 0
+    reached: tuple[int, ...] = ()  # per draft position: rounds that drafted it and accepted all before it
+    passed: tuple[int, ...] = ()  # per draft position: rounds that accepted it
+    prompts: int = 0
+    new_tokens: int = 0
+    seconds: float = 0.0
+
+    def vector(self, positions: int) -> list[float]:
+        pad = positions - len(self.reached)
+        return [self.rounds, self.accepted, self.prompts, self.new_tokens, self.seconds,
+                *self.reached, *[0] * pad, *self.passed, *[0] * pad]
+
+    @classmethod
+    def from_vector(cls, values: Sequence[float], positions: int) -> Counts:
+        ints = [round(v) for v in values]
+        return cls(ints[0], ints[1], tuple(ints[5:5 + positions]), tuple(ints[5 + positions:5 + 2 * positions]),
+                   ints[2], ints[3], float(values[4]))
+
+
+def count(traces: Sequence[PromptTrace]) -> Counts:
     longest = max((d for t in traces for d in t.drafted), default=0)
-    rates = []
-    for i in range(longest):
-        reached = sum(1 for t in traces for d, a in zip(t.drafted, t.accepted) if d > i and a >= i)
-        passed = sum(1 for t in traces for d, a in zip(t.drafted, t.accepted) if d > i and a > i)
-        rates.append(passed / reached if reached else 0.0)
+    reached = [sum(1 for t in traces for d, a in zip(t.drafted, t.accepted) if d > i and a >= i)
+               for i in range(longest)]
+    passed = [sum(1 for t in traces for d, a in zip(t.drafted, t.accepted) if d > i and a > i)
+              for i in range(longest)]
+    return Counts(rounds=sum(len(t.accepted) for t in traces), accepted=sum(sum(t.accepted) for t in traces),
+                  reached=tuple(reached), passed=tuple(passed), prompts=len(traces),
+                  new_tokens=sum(len(t.tokens) for t in traces), seconds=sum(t.seconds for t in traces))
+
+
+def result_of(counts: Counts, k: int, greedy_seconds: float = 0.0) -> EvalResult:
+    rates = [p / r if r else 0.0 for r, p in zip(counts.reached, counts.passed)]
     product, estimate = 1.0, 1.0
     for r in rates:
         product *= r
         estimate += product
-    new_tokens = sum(len(t.tokens) for t in traces)
-    forwards = rounds + len(traces)  # one prefill per prompt plus one verification per round
-    seconds = sum(t.seconds for t in traces)
-    return EvalResult(tau=(accepted + rounds) / rounds if rounds else 1.0, per_position_acceptance=rates,
-                      tau_from_positions=estimate, num_prompts=len(traces), new_tokens=new_tokens,
-                      target_forwards=forwards, forwards_saved=new_tokens - forwards,
-                      tokens_per_s=new_tokens / seconds if seconds else 0.0, k=k)
+    forwards = counts.rounds + counts.prompts  # one prefill per prompt plus one verification per round
+    speed = counts.new_tokens / counts.seconds if counts.seconds else 0.0
+    greedy = counts.new_tokens / greedy_seconds if greedy_seconds else 0.0
+    return EvalResult(tau=(counts.accepted + counts.rounds) / counts.rounds if counts.rounds else 1.0,
+                      per_position_acceptance=rates, tau_from_positions=estimate, num_prompts=counts.prompts,
+                      new_tokens=counts.new_tokens, target_forwards=forwards,
+                      forwards_saved=counts.new_tokens - forwards, tokens_per_s=speed, k=k,
+                      greedy_tokens_per_s=greedy, speedup=speed / greedy if greedy else 0.0)
+
+
+def summarize(traces: Sequence[PromptTrace], k: int, greedy_seconds: float = 0.0) -> EvalResult:
+    return result_of(count(traces), k, greedy_seconds)
+
+
+def greedy_reference(engine: TargetEngine, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                     stop_ids: Sequence[int] = ()) -> tuple[list[list[int]], float]:
+    """The engine's own greedy output, prompt by prompt (as speculative decoding runs), and its time."""
+    started = time.perf_counter()
+    outputs = [engine.generate([p], max_new_tokens, stop_ids=stop_ids)[0] for p in prompts]
+    return outputs, time.perf_counter() - started
 
 
 def check_lossless(engine: TargetEngine, prompts: Sequence[Sequence[int]], traces: Sequence[PromptTrace],
-                   max_new_tokens: int, stop_ids: Sequence[int] = (), names: Sequence[str] = ()) -> None:
-    """Raise LosslessError naming the prompt and position where speculation left greedy decoding."""
-    reference = engine.generate(prompts, max_new_tokens, stop_ids=stop_ids)
+                   max_new_tokens: int, stop_ids: Sequence[int] = (), names: Sequence[str] = ()) -> float:
+    """Raise LosslessError naming the prompt and position where speculation left the engine's own
+    greedy decoding; return how long that greedy decoding took (the speed-up's baseline)."""
+    reference, seconds = greedy_reference(engine, prompts, max_new_tokens, stop_ids)
+    compare_outputs(reference, traces, names)
+    return seconds
+
+
+def compare_outputs(reference: Sequence[Sequence[int]], traces: Sequence[PromptTrace],
+                    names: Sequence[str] = ()) -> None:
     for i, (ref, trace) in enumerate(zip(reference, traces)):
         if list(ref) == trace.tokens:
             continue

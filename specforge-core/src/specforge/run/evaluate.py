@@ -47,7 +47,7 @@ def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, 
     if not ids:
         raise UserError(f"{source} holds no usable prompt; pass --prompts FILE with conversations")
     settings = EvalSettings(k=k or config.eval.k, num_prompts=len(ids), max_new_tokens=config.eval.max_new_tokens,
-                            check_lossless=config.eval.check_lossless)
+                            check_lossless=config.eval.check_lossless, kv_cache=config.eval.kv_cache)
     return EvalPlan(ids, names, source, settings, stop_ids(tokenizer))
 
 

@@ -1,0 +1,105 @@
+"""What evaluation costs against the generated length, with and without the target's KV cache.
+
+    python benchmarks/eval_cost.py                       # eagle3 draft on the demo target, 32 prompts
+    python benchmarks/eval_cost.py --run runs/eagle3-offline --lengths 64,256 --json
+
+Decodes the demo's held-out prompts speculatively (float64 on CPU, as the demo evaluates) with
+stop tokens ignored, so every prompt really generates the requested length; once with
+``kv_cache`` (incremental verification) and once re-running the sequence each round, both
+checked lossless against the engine's own greedy output. Prints, per length and path, the
+seconds for all prompts, speculative and plain greedy tokens/s and their ratio (the measured
+speed-up), then the growth from the shortest to the longest length (linear in the length is the
+ratio of the lengths) and the re-run/cached ratio at each length. With ``--run`` the trained
+draft of that run is used, else an untrained draft of ``--strategy`` (the same cost per round;
+more rounds, since little is accepted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def _draft(strategy_name: str, run: str | None, info, stats):
+    from specforge.config import resolve
+    from specforge.registry import get_registry
+
+    if run:
+        from specforge.run.folder import locate
+        from specforge.run.rebuild import rebuild
+
+        rebuilt = rebuild(locate(run), info=info)
+        return rebuilt.strategy, rebuilt.draft
+    config = resolve(get_registry(), flags={"strategy": strategy_name})
+    strategy = config.strategy.build()
+    torch.manual_seed(0)
+    return strategy, strategy.build_draft(info, stats)
+
+
+def main() -> None:
+    from specforge.data.stats import compute_stats
+    from specforge.demo.assets import ensure_demo_assets
+    from specforge.engines.hf import HFEngine
+    from specforge.evaluation.evaluate import load_eval_prompts
+    from specforge.evaluation.speculative import check_lossless, speculative_generate, summarize
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategy", default="eagle3")
+    parser.add_argument("--run", help="a run folder whose trained draft to use")
+    parser.add_argument("--lengths", default="64,256")
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--dtype", default="float64")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    assets = ensure_demo_assets(progress=False)
+    engine = HFEngine(model_path=str(assets.target_dir), dtype=args.dtype, device="cpu")
+    info = engine.info()
+    prompts, names = load_eval_prompts(str(assets.heldout_path), info.tokenizer, args.prompts)
+    strategy, draft = _draft(args.strategy, args.run, info, compute_stats([]))
+    draft = draft.to(info.embed_weight.dtype).eval()
+    request = strategy.feature_request(info)
+    rows = []
+    for length in [int(x) for x in args.lengths.split(",")]:
+        for kv in (True, False):
+            started = time.perf_counter()
+            traces = [speculative_generate(engine, strategy, draft, p, request, k=args.k, max_new_tokens=length,
+                                           stop_ids=(), kv_cache=kv) for p in prompts]
+            seconds = time.perf_counter() - started
+            greedy = check_lossless(engine, prompts, traces, length, (), names)
+            result = summarize(traces, args.k, greedy)
+            rows.append({"max_new_tokens": length, "kv_cache": kv, "seconds": round(seconds, 2),
+                         "tau": round(result.tau, 3), "tokens_per_s": round(result.tokens_per_s, 1),
+                         "greedy_tokens_per_s": round(result.greedy_tokens_per_s, 1),
+                         "speedup": round(result.speedup, 2)})
+    engine.close()
+    lengths = sorted({r["max_new_tokens"] for r in rows})
+    by = {(r["max_new_tokens"], r["kv_cache"]): r["seconds"] for r in rows}
+    summary = {
+        "growth_cached": by[(lengths[-1], True)] / by[(lengths[0], True)],
+        "growth_rerun": by[(lengths[-1], False)] / by[(lengths[0], False)],
+        "linear_growth": lengths[-1] / lengths[0],
+        "rerun_over_cached": {n: by[(n, False)] / by[(n, True)] for n in lengths},
+    }
+    if args.json:
+        print(json.dumps({"rows": rows, "summary": summary}, indent=2))
+        return
+    print(f"{'new tokens':>10} {'kv cache':>8} {'seconds':>8} {'tau':>6} {'spec tok/s':>10} {'greedy tok/s':>12} "
+          f"{'speed-up':>8}")
+    for r in rows:
+        print(f"{r['max_new_tokens']:>10} {r['kv_cache']!s:>8} {r['seconds']:>8} {r['tau']:>6} "
+              f"{r['tokens_per_s']:>10} {r['greedy_tokens_per_s']:>12} {r['speedup']:>8}")
+    print(f"time growth {lengths[0]} -> {lengths[-1]} tokens: cached {summary['growth_cached']:.2f}x, re-run "
+          f"{summary['growth_rerun']:.2f}x (linear: {summary['linear_growth']:.1f}x)")
+    for n, ratio in summary["rerun_over_cached"].items():
+        print(f"at {n} tokens the re-run path takes {ratio:.2f}x the cached path's time")
+
+
+if __name__ == "__main__":
+    main()
