@@ -113,7 +113,10 @@ class TrainingSection(Options):
     save_every: Annotated[int, Range(ge=0, note="0 means only at the end")] = 0
     """Optimizer steps between checkpoints; a final one is always written."""
     keep_checkpoints: Annotated[int, Range(ge=0, note="0 keeps all")] = 2
-    """How many of the newest checkpoints to keep."""
+    """How many of the newest checkpoints to keep (``checkpoints/best`` is kept as well)."""
+    eval_every: Annotated[int, Range(ge=0, note="0 means only after training")] = 0
+    """Optimizer steps between evaluations during training (τ on the held-out prompts, on every
+    rank's share); the best τ's checkpoint is kept as ``checkpoints/best``."""
     parallel: Literal["ddp", "fsdp"] = "ddp"
     """Data parallelism across processes: ddp, or fsdp (FSDP2: each draft layer, then the root)."""
     precision: Literal["auto", "fp32", "bf16-mixed", "bf16"] = "auto"
@@ -377,6 +380,9 @@ def resolve(registry: Registry, *, config_file: str | Path | None = None,
     training: TrainingSection = core["training"]
     if training.resume and training.init_draft:
         raise ConfigError("--resume continues a run, --init-draft starts a new one from weights: use one")
+    if training.eval_every and not core["eval"].enabled:
+        raise ConfigError("training.eval_every evaluates during training, but eval.enabled is false: enable "
+                          "evaluation or set training.eval_every = 0")
     if training.resume and run.overwrite:
         raise ConfigError("--resume continues the run in the folder, --overwrite replaces it: use one")
     strategy_spec = components["strategy"].spec

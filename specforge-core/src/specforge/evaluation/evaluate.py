@@ -65,7 +65,8 @@ def last_metric(run_dir: Path, name: str) -> float | None:
 
 
 def plot(run_dir: Path, report: dict) -> Path | None:
-    """loss over training steps and τ before/after, as plot.png (when matplotlib is installed)."""
+    """loss over training steps, τ during training (``training.eval_every``) and before/after, as
+    plot.png (when matplotlib is installed)."""
     try:
         import matplotlib
 
@@ -84,6 +85,10 @@ def plot(run_dir: Path, report: dict) -> Path | None:
     if steps:
         ax_tau.plot(steps, [x["tau_estimate"] for x in lines if "tau_estimate" in x],
                     label="τ estimate (training accuracies)", alpha=0.6)
+    measured = [x for x in lines if "eval/tau" in x]
+    if measured:
+        ax_tau.plot([x["step"] for x in measured], [x["eval/tau"] for x in measured], marker="o", color="C3",
+                    label="τ measured during training")
     last = lines[-1]["step"] if lines else 1
     ax_tau.scatter([0, last], [report["before"]["tau"], report["after"]["tau"]], color="C3", zorder=3,
                    label="τ measured (speculative decoding)")

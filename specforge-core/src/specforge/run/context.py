@@ -90,4 +90,14 @@ class Run:
               extra_metrics: Callable[[], dict[str, float]] | None = None) -> TrainResult:
         from specforge.training.trainer import train
 
-        return train(self, fetch, on_step=on_step, on_start=on_start, extra_metrics=extra_metrics)
+        evaluator = None
+        if self.config.training.eval_every:
+            from specforge.run.training_eval import TrainingEvaluator
+
+            evaluator = TrainingEvaluator(self)
+        try:
+            return train(self, fetch, on_step=on_step, on_start=on_start, extra_metrics=extra_metrics,
+                         evaluator=evaluator)
+        finally:
+            if evaluator is not None:
+                evaluator.close()

@@ -95,10 +95,18 @@ def evaluate_before_after(run: Any, draft: Any) -> dict:
     report = {"strategy": cfg.run.strategy, "k": plan.settings.k, "prompts": plan.source,
               "num_prompts": plan.settings.num_prompts, "dtype": dtype,
               "lossless_checked": plan.settings.check_lossless,
-              "tau_estimate_training": last_metric(run.run_dir, "tau_estimate"), **results}
+              "tau_estimate_training": last_metric(run.run_dir, "tau_estimate"),
+              "best_checkpoint": _best(run.run_dir), **results}
     (run.run_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(run.run_dir, report)
     return report
+
+
+def _best(run_dir: Path) -> dict | None:
+    from specforge.training.best import read_best
+
+    best = read_best(run_dir / "checkpoints")
+    return best.to_json() if best is not None else None
 
 
 def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None = None,

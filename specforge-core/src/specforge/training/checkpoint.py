@@ -15,6 +15,7 @@ import math
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from torch.distributed.checkpoint.state_dict import (
 from specforge.errors import ConfigError, UserError
 from specforge.export import save_safetensors
 from specforge.faults import kill_point
+from specforge.training.best import best_step_dir
 from specforge.training.distributed import DistContext, barrier
 from specforge.training.layout import STATE_FILE, STEP_DIR, WEIGHTS_FILE, step_dir_name
 
@@ -86,8 +88,11 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def save(ctx: DistContext, root: Path, *, position: Position, model: torch.nn.Module,
          optimizer: torch.optim.Optimizer, extra_state: dict, contract: dict, config_toml: str,
-         keep: int) -> Path:
-    """Collective: every rank calls it. Returns the final checkpoint folder."""
+         keep: int, on_saved: Callable[[Path], None] | None = None) -> Path:
+    """Collective: every rank calls it. Returns the final checkpoint folder.
+
+    ``on_saved`` runs on rank 0 once the folder is in place, before rotation (it may mark the
+    folder ``best``, which rotation then keeps)."""
     weights = trainable_state(model)
     optim = get_optimizer_state_dict(model, optimizer, options=FULL)
     final = root / step_dir_name(position.step)
@@ -108,17 +113,22 @@ def save(ctx: DistContext, root: Path, *, position: Position, model: torch.nn.Mo
     if ctx.is_main:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        if on_saved is not None:
+            on_saved(final)
         _prune(root, keep)
     barrier(ctx)
     return final
 
 
 def _prune(root: Path, keep: int) -> None:
+    """Keep the newest ``keep`` checkpoints, and the one ``best`` links to."""
     if keep <= 0:
         return
+    protected = best_step_dir(root)
     steps = sorted(p for p in root.iterdir() if STEP_DIR.match(p.name))
     for old in steps[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.name != protected:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_state(path: Path) -> dict[str, Any]:

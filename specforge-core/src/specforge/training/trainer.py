@@ -29,6 +29,7 @@ from specforge.errors import SpecforgeError
 from specforge.faults import kill_point
 from specforge.nn import unwrap
 from specforge.training import checkpoint, parallel
+from specforge.training.best import Best, mark_best, read_best
 from specforge.training.distributed import DistContext, all_reduce_sum, barrier
 from specforge.training.feedback import MetricsLog, Progress
 from specforge.training.precision import apply_to_draft, autocast, resolve_precision
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Fetch = Callable[[Sequence[int], int], list[SampleFeatures]]  # (sample indices, epoch) -> features
 OnStep = Callable[[int, int, Sequence[int]], None]  # (step, epoch, this rank's sample indices of the step)
+Evaluator = Callable[[torch.nn.Module, int], dict[str, float]]  # (draft in eval mode, step) -> eval/* metrics
 
 
 def build_draft(strategy: Strategy, info: TargetInfo, stats: DataStats, device: torch.device,
@@ -132,8 +134,13 @@ class _StepAccumulator:
 
 def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
           on_start: Callable[[int], None] | None = None,
-          extra_metrics: Callable[[], dict[str, float]] | None = None) -> TrainResult:
-    """Train ``run``'s draft on batches from ``fetch`` (see ``RunContext.train``)."""
+          extra_metrics: Callable[[], dict[str, float]] | None = None,
+          evaluator: Evaluator | None = None) -> TrainResult:
+    """Train ``run``'s draft on batches from ``fetch`` (see ``RunContext.train``).
+
+    With ``evaluator`` (``training.eval_every`` steps, and the last step) every rank evaluates
+    together; a τ above the best so far saves a checkpoint that ``checkpoints/best`` links to.
+    """
     ctx, plan, cfg, strategy = run.dist, run.plan(), run.config.training, run.strategy
     total = plan.total_steps
     if total < 1:
@@ -168,13 +175,22 @@ def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
     last_ckpt: Path | None = run.resume_from
     config_toml = run.config.to_toml()
     contract = run.contract()
+    best = read_best(ckpt_root) if run.resume_from is not None else None
+    pending_best: Best | None = None  # a better τ measured at this step, marked once its checkpoint exists
     model.train()
+
+    def mark(path: Path) -> None:
+        chosen = pending_best if pending_best is not None and pending_best.step == step else None
+        if chosen is None and evaluator is None and step == total:
+            chosen = Best(step, None, "final")  # nothing measured during training: the final draft
+        if chosen is not None:
+            mark_best(ckpt_root, path, chosen)
 
     def save() -> Path:
         pos = checkpoint.Position(step=step, epoch=epoch, micro=micro_index)
         path = checkpoint.save(ctx, ckpt_root, position=pos, model=model, optimizer=optimizer,
                                extra_state=strategy.extra_state(draft), contract=contract,
-                               config_toml=config_toml, keep=cfg.keep_checkpoints)
+                               config_toml=config_toml, keep=cfg.keep_checkpoints, on_saved=mark)
         if ctx.is_main:
             run.observe("specforge_on_checkpoint", path=path)
         return path
@@ -226,13 +242,18 @@ def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
                     on_step(step, epoch, [i for w in window for i in w])
                 if extra_metrics is not None:
                     record.update(extra_metrics())
+                if evaluator is not None and (step % cfg.eval_every == 0 or step == total):
+                    record.update(_evaluate(run, evaluator, model, draft, step))
+                    if best is None or best.tau is None or record["eval/tau"] > best.tau:
+                        best = pending_best = Best(step, record["eval/tau"], "eval/tau")
                 if ctx.is_main:
                     assert metrics_log is not None
                     metrics_log.write(record)
                     history.append(record)
                     progress.update(step, loss, record["tokens_per_s"])
                     run.observe("specforge_on_step_end", step=step, metrics=record)
-                if cfg.save_every and step % cfg.save_every == 0 and step < total:
+                improved = pending_best is not None and pending_best.step == step
+                if step < total and (improved or (cfg.save_every and step % cfg.save_every == 0)):
                     last_ckpt = save()
                 kill_point(f"step:{step}", ctx.rank)
             if micro_index + plan.accumulation > len(batches):
@@ -248,6 +269,35 @@ def train(run: RunContext, fetch: Fetch, *, on_step: OnStep | None = None,
     barrier(ctx)
     assert last_ckpt is not None
     return TrainResult(steps=step, final_loss=last_loss, checkpoint=last_ckpt, history=history, draft=trained)
+
+
+def _evaluate(run: RunContext, evaluator: Evaluator, model: torch.nn.Module, draft: torch.nn.Module,
+              step: int) -> dict[str, float]:
+    """The evaluator's metrics for the draft as it stands; training's RNG and mode are left as they were."""
+    ctx = run.dist
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        if run.config.training.parallel == "fsdp" and ctx.distributed:
+            metrics = evaluator(_gathered_draft(run, model, draft), step)
+        else:
+            module = unwrap(model)
+            module.eval()
+            try:
+                metrics = evaluator(module, step)
+            finally:
+                module.train()
+    return metrics
+
+
+def _gathered_draft(run: RunContext, model: torch.nn.Module, draft: torch.nn.Module) -> torch.nn.Module:
+    """A full copy of an FSDP-sharded draft on every rank (collective), for decoding."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    fresh = run.strategy.build_draft(run.info, run.stats)
+    run.strategy.load_extra_state(fresh, run.strategy.extra_state(draft))
+    fresh.load_state_dict({k: v.detach() for k, v in weights.items()}, strict=False)
+    return fresh.to(run.dist.device).eval()
 
 
 def _clip(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
