@@ -173,8 +173,10 @@ def load_export(export_dir: Path, info: TargetInfo) -> PeagleDraft:
     dtype = tensors["fc.weight"].dtype
     draft = PeagleDraft(cfg, None, info.lm_head_weight).to(dtype)
     result = draft.load_state_dict(tensors, strict=False)
-    frozen = {n for n, p in draft.named_parameters() if not p.requires_grad}
-    left = [k for k in result.missing_keys if k not in frozen]
+    absent = {n for n, p in draft.named_parameters() if not p.requires_grad}  # the teacher head
+    if cfg.draft_vocab_size == cfg.vocab_size:
+        absent |= {"d2t", "t2d"}  # a full draft vocabulary has no maps: the draft's default is the identity
+    left = [k for k in result.missing_keys if k not in absent]
     if left or result.unexpected_keys:
         raise UserError(f"export does not fit the draft: missing {left}, unexpected {result.unexpected_keys}")
     return draft

@@ -8,7 +8,7 @@ from pathlib import Path
 from specforge_peagle import speculators_format as fmt_spec
 
 SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-                      "BOOL": "bool"}
+                      "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
 def written_tensors(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:

@@ -7,7 +7,8 @@ speculators config loader: ``transformer_layer_config`` becomes the draft's HF c
 default number of speculative tokens and ``speculators_config.verifier.name_or_path`` names the
 target. The weights are what speculators' ``PEagleDraftModel`` saves (its verifier copies
 excluded): ``embed_tokens``, ``fc``, ``mask_hidden``, ``layers.{i}.*`` (layer 0 reads 2·H and
-has ``hidden_norm``), ``norm``, ``lm_head``, ``d2t``, ``t2d``. vLLM loads every name but ``t2d``
+has ``hidden_norm``), ``norm``, ``lm_head``, and ``d2t``/``t2d`` when the draft vocabulary is
+smaller than the target's (speculators registers them only then). vLLM loads every name but ``t2d``
 (skipped), maps ``d2t`` to its draft-to-target offsets and refuses a parallel-drafting
 checkpoint without ``mask_hidden``; it fuses q/k/v and gate/up itself.
 
@@ -101,9 +102,9 @@ def expected_weights(config: Mapping[str, Any]) -> dict[str, Shape]:
         "mask_hidden": (1, 1, feature),
         "norm.weight": (h,),
         "lm_head.weight": (draft_vocab, h),
-        "d2t": (draft_vocab,),
-        "t2d": (vocab,),
     }
+    if draft_vocab != vocab:  # speculators keeps the maps only for a reduced draft vocabulary
+        weights.update({"d2t": (draft_vocab,), "t2d": (vocab,)})
     for i in range(layer["num_hidden_layers"]):
         p = f"layers.{i}."
         reads = 2 * h if i == 0 else h
