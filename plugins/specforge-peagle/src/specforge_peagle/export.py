@@ -113,7 +113,9 @@ def config_from_export(config: dict[str, Any]) -> PeagleConfig:
 
 def weight_problems(tensors: dict[str, tuple[tuple[int, ...], str]], config: dict[str, Any]) -> list[str]:
     """Names, shapes and dtypes of (name -> (shape, dtype name)) against what vLLM loads."""
-    problems = check_weights({n: s for n, (s, _) in tensors.items()}, fmt_spec.expected_weights(config),
+    expected = fmt_spec.expected_weights(config)
+    optional = {n: s for n, s in fmt_spec.vocab_maps(config).items() if n not in expected}
+    problems = check_weights({n: s for n, (s, _) in tensors.items()}, expected, optional=optional,
                              reader="vLLM's PEagle speculator", expects="vLLM expects")
     for name, dtype in fmt_spec.WEIGHT_DTYPES.items():
         if name in tensors and tensors[name][1] != dtype:

@@ -104,7 +104,7 @@ def expected_weights(config: Mapping[str, Any]) -> dict[str, Shape]:
         "lm_head.weight": (draft_vocab, h),
     }
     if draft_vocab != vocab:  # speculators keeps the maps only for a reduced draft vocabulary
-        weights.update({"d2t": (draft_vocab,), "t2d": (vocab,)})
+        weights.update(vocab_maps(config))
     for i in range(layer["num_hidden_layers"]):
         p = f"layers.{i}."
         reads = 2 * h if i == 0 else h
@@ -122,6 +122,11 @@ def expected_weights(config: Mapping[str, Any]) -> dict[str, Shape]:
         if i == 0:
             weights[p + "hidden_norm.weight"] = (h,)
     return weights
+
+
+def vocab_maps(config: Mapping[str, Any]) -> dict[str, Shape]:
+    """``d2t``/``t2d``: required for a reduced draft vocabulary, harmless (identity) for a full one."""
+    return {"d2t": (config["draft_vocab_size"],), "t2d": (config["transformer_layer_config"]["vocab_size"],)}
 
 
 WEIGHT_DTYPES = {"d2t": "int64", "t2d": "bool"}
