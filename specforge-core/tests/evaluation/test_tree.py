@@ -181,5 +181,5 @@ def test_a_chain_strategy_asked_for_a_tree_is_refused_in_one_line(engine):
         def propose(self, draft, state, accepted_ids, features, k):
             return [1] * k
 
-    with pytest.raises(UserError, match="drafts chains, not trees: set eval.topk = 1"):
+    with pytest.raises(UserError, match=r"drafts chains, not trees: set eval\.topk = 1"):
         speculative_generate(engine, Chain(), None, PROMPTS[0], REQUEST, k=3, max_new_tokens=4, tree=SHAPE)
