@@ -105,8 +105,9 @@ def strategy_options(strategy: str, shape: Shape) -> dict[str, Any]:
 # 2 FLOPs per multiply-add of every matmul the method needs; attention counts only the
 # (query, key) pairs the mask lets through (QK^T and PV); recomputation, masked-out blocks,
 # padding and elementwise work count nothing. A trained matmul costs 3x its forward (forward,
-# weight gradient, input gradient); the input gradient is left out where the input needs no
-# gradient (captured features, frozen embeddings), and frozen matmuls whose input needs a
+# weight gradient, input gradient); the input gradient is left out only where nothing trainable
+# lies upstream of the input (captured features, a frozen embedding read directly; a normed
+# embedding still needs it for the norm's weight), and frozen matmuls whose input needs a
 # gradient cost 2x (forward, input gradient). The teacher (no gradient) costs 1x.
 
 
@@ -116,11 +117,10 @@ def eagle3_flops(s: Shape) -> dict[str, float]:
     Attention at TTT step k: query t sees step-0 keys 0..t and k diagonal keys.
     """
     S, H, h, kv, d = s.seq_len, s.hidden, s.heads, s.kv_heads, s.hidden // s.heads
-    qkv_fwd = 2 * S * (2 * H) * (h + 2 * kv) * d
     parts = {
         "teacher": 2 * S * H * s.vocab,
         "fc": 2 * 2 * S * (3 * H) * H,  # fwd + weight grad (its input is captured features)
-        "qkv": s.ttt_length * (2 * qkv_fwd + qkv_fwd / 2),  # input grad only for the hidden half of [e ; g]
+        "qkv": s.ttt_length * 3 * 2 * S * (2 * H) * (h + 2 * kv) * d,  # reads [norm(e) ; norm(g)]
         "o_proj": s.ttt_length * 3 * 2 * S * h * d * H,
         "mlp": s.ttt_length * 3 * 2 * S * 3 * H * s.intermediate,
         "lm_head": s.ttt_length * 3 * 2 * S * H * s.draft_vocab,
@@ -145,7 +145,7 @@ def dflash_flops(s: Shape, domino: bool = False) -> dict[str, float]:
     parts = {
         "fc": 2 * 2 * S * H * H,  # one context layer of width H; fwd + weight grad
         "context_kv": 3 * 2 * S * H * 2 * kv * d,
-        "block_qkv": 2 * 2 * q * H * (h + 2 * kv) * d,  # first layer: its input is the frozen embedding
+        "block_qkv": 3 * 2 * q * H * (h + 2 * kv) * d,  # reads the normed embedding: its norm is trained
         "o_proj": 3 * 2 * q * h * d * H,
         "mlp": 3 * 2 * q * 3 * H * s.intermediate,
         "attention": 3 * 2 * 2 * h * d * q * (mean_anchor + bs),
@@ -154,7 +154,7 @@ def dflash_flops(s: Shape, domino: bool = False) -> dict[str, float]:
     if domino:
         g, e = max(1, H // 4), max(1, H // 16)
         corrected = n * (bs - 1)  # pure_draft_prefix_len = 1 slot keeps the base logits
-        parts["gru"] = 2 * q * 3 * (2 * H * g + 3 * g * g)  # input side fwd + wgrad, recurrence 3x
+        parts["gru"] = 2 * q * 3 * (2 * H * g + 3 * g * g)  # reads the raw frozen embedding: fwd + wgrad
         parts["correction"] = 3 * 2 * corrected * ((H + g) * e + e * s.vocab)
     return {k: v * s.batch for k, v in parts.items()}
 
