@@ -41,7 +41,8 @@ class TTTCache:
 
     ``key_mask`` [B, Sk] marks real step-0 keys (None: all real, or right padding only: padded
     queries then see padded keys, which changes nothing at real positions). ``extended`` holds
-    the step-0 keys/values widened with the sink, built once per unroll and shared by its steps.
+    the step-0 keys/values widened with the sink, built once per unroll and shared by its steps;
+    ``weights`` the concatenated projection weights, likewise.
     """
 
     k0: torch.Tensor | None = None  # [B, Hkv, Sk, D]
@@ -50,6 +51,14 @@ class TTTCache:
     extra_v: list[torch.Tensor] = field(default_factory=list)
     key_mask: torch.Tensor | None = None  # [B, Sk] bool
     extended: tuple[torch.Tensor, torch.Tensor] | None = None  # [B, Hkv, Sk+1, Dp] each
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)  # see shared_weight
+
+    def shared_weight(self, name: str, *parts: torch.Tensor) -> torch.Tensor:
+        """``torch.cat(parts)`` made once per unroll (q/k/v, gate/up): one matmul per step, and one
+        autograd node that sums the steps' weight gradients before splitting them."""
+        if name not in self.weights:
+            self.weights[name] = torch.cat(parts)
+        return self.weights[name]
 
 
 def diagonal_attention(q: torch.Tensor, k0: torch.Tensor, v0: torch.Tensor, extra_k: list[torch.Tensor],
@@ -250,10 +259,11 @@ class Eagle3Attention(nn.Module):
         b, s, _ = x.shape
         h, hkv = self.num_heads, self.num_kv_heads
         # one projection for q, k and v (one larger matmul forward and backward), one rotary for q and k
-        weight = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        weight = cache.shared_weight("qkv", self.q_proj.weight, self.k_proj.weight, self.v_proj.weight)
         qkv = F.linear(x, weight).view(b, s, h + 2 * hkv, self.head_dim).transpose(1, 2)  # [B, h+2Hkv, Sq, D]
         qk = apply_rotary(qkv[:, :h + hkv], cos, sin)
-        q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + hkv:]  # [B, h, Sq, D], [B, Hkv, Sq, D] x 2
+        # v copied out: a view would keep the whole projection alive in the cache and for backward
+        q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + hkv:].contiguous()  # [B, h, Sq, D], [B, Hkv, Sq, D] x 2
         if cache.k0 is None:
             cache.k0, cache.v0 = k, v
         else:

@@ -42,13 +42,16 @@ class _FusedSoftCrossEntropy(torch.autograd.Function):
             part = slice(start, start + chunk)
             xs = x[:, part].to(mm_dtype)  # [B, c, H]
             logits = (xs @ w.T).to(work)  # [B, c, Vd]
-            pred[:, part] = logits.argmax(-1)
-            log_q = torch.log_softmax(logits, dim=-1)
+            top = logits.argmax(-1, keepdim=True)  # [B, c, 1]
+            pred[:, part] = top[..., 0]
+            q = torch.softmax(logits, dim=-1)
+            lse = logits.gather(-1, top) - q.gather(-1, top).log()  # [B, c, 1]: log Σ exp, from the top logit
             p = probs[:, part].to(work)
             m = position_mask[:, part].to(work)
-            total += ((-(p * log_q).sum(-1)) * m).sum()
+            # −Σ_v p log q = lse · Σp − Σ_v p · logit
+            total += ((lse[..., 0] * p.sum(-1) - (p * logits).sum(-1)) * m).sum()
             if grad_now:
-                g = _logit_grad(log_q, p, m, n).to(mm_dtype)  # [B, c, Vd]
+                g = _logit_grad(q, p, m, n).to(mm_dtype)  # [B, c, Vd]
                 dx[:, part] = (g @ w).to(x.dtype)
                 dw += (g.flatten(0, 1).T @ xs.flatten(0, 1)).to(work)
         ctx.mark_non_differentiable(pred)
@@ -72,17 +75,18 @@ class _FusedSoftCrossEntropy(torch.autograd.Function):
         for start in range(0, x.shape[1], ctx.chunk):
             part = slice(start, start + ctx.chunk)
             xs = x[:, part].to(ctx.mm_dtype)
-            log_q = torch.log_softmax((xs @ w.T).to(work), dim=-1)
-            g = _logit_grad(log_q, probs[:, part].to(work), position_mask[:, part].to(work), ctx.n)
+            q = torch.softmax((xs @ w.T).to(work), dim=-1)
+            g = _logit_grad(q, probs[:, part].to(work), position_mask[:, part].to(work), ctx.n)
             g = (g * grad_loss.to(work)).to(ctx.mm_dtype)
             dx[:, part] = (g @ w).to(x.dtype)
             dw += (g.flatten(0, 1).T @ xs.flatten(0, 1)).to(work)
         return dx, dw.to(weight.dtype), None, None, None, None, None
 
 
-def _logit_grad(log_q: torch.Tensor, p: torch.Tensor, m: torch.Tensor, n: int) -> torch.Tensor:
-    """d loss / d logits for one chunk: ``pm/n · (softmax · Σp − p)`` [B, c, Vd]."""
-    return (log_q.exp() * p.sum(-1, keepdim=True) - p) * (m / n)[..., None]
+def _logit_grad(q: torch.Tensor, p: torch.Tensor, m: torch.Tensor, n: int) -> torch.Tensor:
+    """d loss / d logits for one chunk: ``pm/n · (softmax · Σp − p)`` [B, c, Vd]; overwrites ``q``."""
+    scale = (m / n)[..., None]  # [B, c, 1]
+    return q.mul_(p.sum(-1, keepdim=True) * scale).sub_(p * scale)
 
 
 def fused_soft_cross_entropy(x: torch.Tensor, weight: torch.Tensor, probs: torch.Tensor,

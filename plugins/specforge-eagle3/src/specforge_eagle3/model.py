@@ -20,6 +20,7 @@ from specforge.nn.rope import RotaryEmbedding
 from specforge_eagle3.attention import Eagle3Attention, TTTCache
 from specforge_eagle3.loss import fused_soft_cross_entropy, prediction_hits
 from specforge_eagle3.mlp import gated_mlp
+from specforge_eagle3.norm import rms_norm
 from specforge_eagle3.teacher import build_teacher, shift_left
 
 
@@ -61,9 +62,12 @@ class Eagle3DecoderLayer(nn.Module):
     def forward(self, embeds: torch.Tensor, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 cache: TTTCache, mask0: torch.Tensor | None = None) -> torch.Tensor:
         """embeds, hidden [B, Sq, H] -> [B, Sq, H] (pre-final-norm: the next step's hidden)."""
-        x = torch.cat([self.input_layernorm(embeds), self.hidden_norm(hidden)], dim=-1)  # [B, Sq, 2H]
+        x = torch.cat([rms_norm(self.input_layernorm, embeds), rms_norm(self.hidden_norm, hidden)],
+                      dim=-1)  # [B, Sq, 2H]
         hidden = hidden + self.self_attn(x, cos, sin, cache, mask0)
-        return hidden + gated_mlp(self.mlp, self.post_attention_layernorm(hidden), self.hidden_act)
+        w_gate_up = cache.shared_weight("gate_up", self.mlp.gate_proj.weight, self.mlp.up_proj.weight)
+        return hidden + gated_mlp(self.mlp, rms_norm(self.post_attention_layernorm, hidden), self.hidden_act,
+                                  w_gate_up)
 
 
 class Eagle3Draft(nn.Module):
@@ -133,7 +137,7 @@ class Eagle3Draft(nn.Module):
              cache: TTTCache, mask0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``step_hidden`` plus the draft logits: (next hidden [B, Sq, H], logits [B, Sq, Vd])."""
         out = self.step_hidden(input_ids, hidden, position_ids, cache, mask0)
-        return out, self.lm_head(self.norm(out))
+        return out, self.lm_head(rms_norm(self.norm, out))
 
     # ------------------------------------------------------------ training forward
 
@@ -164,7 +168,7 @@ class Eagle3Draft(nn.Module):
         for k in range(steps):
             hidden = self.step_hidden(shift_left(ids, k), hidden, positions + k, cache)
             target = teacher.step(k)
-            ploss, pred = fused_soft_cross_entropy(self.norm(hidden), self.lm_head.weight, target.probs,
+            ploss, pred = fused_soft_cross_entropy(rms_norm(self.norm, hidden), self.lm_head.weight, target.probs,
                                                    target.position_mask)
             hits, total = prediction_hits(pred, self.d2t, target.target_ids, target.loss_mask)
             plosses.append(ploss)

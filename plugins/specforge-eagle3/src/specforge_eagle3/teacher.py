@@ -84,7 +84,7 @@ def build_teacher(last_hidden: torch.Tensor, loss_mask: torch.Tensor, attention_
         end = min(start + step, seq_len)
         logits = (hidden[:, start:end] @ head_weight.T).to(work)  # [B, c, V]
         target_ids[:, start:end] = logits.argmax(-1)
-        probs[:, start:end] = torch.softmax(logits.index_select(-1, draft_ids), dim=-1)  # [B, c, Vd]
+        probs[:, start:end] = torch.softmax(logits[..., draft_ids], dim=-1)  # [B, c, Vd]
         del logits
     has_next = shift_left(attention_mask.long())  # [B, S]: 1 where x_{t+1} is a real token
     mask = loss_mask.to(work) * has_next.to(work)  # [B, S]
