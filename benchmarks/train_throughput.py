@@ -419,6 +419,8 @@ def launch(tree: Path, spec: dict[str, Any], cap_gib: float, timeout_s: float) -
     env["PYTHONNOUSERSITE"] = "1"
     if spec.get("threads"):
         env["OMP_NUM_THREADS"] = str(spec["threads"])
+    if spec.get("mmap_threshold_mib"):  # glibc: allocations this large are mmapped, freed to the OS at once
+        env["MALLOC_MMAP_THRESHOLD_"] = str(int(spec["mmap_threshold_mib"] * MIB))
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps({**spec, "tree": str(tree)})]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -535,7 +537,7 @@ def measure(args: argparse.Namespace, arms: list[Arm]) -> dict[str, Any]:
     cells: list[Cell] = []
     growth: list[dict[str, Any]] = []
     base = {"device": args.device, "dtype": args.dtype, "threads": args.threads,
-            "options": dict(_parse_sets(args.sets))}
+            "mmap_threshold_mib": args.mmap_threshold_mib, "options": dict(_parse_sets(args.sets))}
     for preset_name in args.presets:
         preset = PRESETS[preset_name]
         shape = preset.shape if not args.seq_len else preset.shape.at(args.seq_len)
@@ -691,12 +693,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch threads in each child (0: torch's default)")
     p.add_argument("--memory-cap-gib", type=float, default=20.0, help="kill a run whose RSS exceeds this")
+    p.add_argument("--mmap-threshold-mib", type=float, default=0,
+                   help="run children with MALLOC_MMAP_THRESHOLD_ at this size (glibc): large blocks are "
+                        "returned to the OS when freed, so RSS follows the live tensors (0: the default "
+                        "allocator, which keeps freed heap blocks and inflates RSS at long lengths)")
     p.add_argument("--timeout-s", type=float, default=3600.0, help="kill a run that takes longer")
     p.add_argument("--no-growth", dest="growth", action="store_false",
                    help="skip the memory-growth series of presets that have one (long-16k)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a strategy option for every run, e.g. --set ttt_length=3")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    p.add_argument("--json-out", metavar="FILE", help="also write the JSON document to FILE")
     args = p.parse_args(argv)
     if args.child:
         child_entry(args.child)
@@ -721,13 +728,17 @@ def main(argv: list[str] | None = None) -> None:
     summary = [c.summary() for c in result["cells"]]
     verdicts = growth_verdicts(result["growth"])
     doc = {"arms": [{"label": a.label, "ref": a.ref} for a in arms], "device": args.device, "dtype": args.dtype,
+           "threads": args.threads, "mmap_threshold_mib": args.mmap_threshold_mib,
            "summary": summary, "growth": verdicts, "runs": [asdict(c) for c in result["cells"]]}
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(doc, indent=1) + "\n")
     if args.json:
         json.dump(doc, sys.stdout, indent=1)
         print()
         return
     arms_text = ", ".join(f"{a.label} = {a.ref}" for a in arms)
-    print(f"\ntraining step, {args.device} {args.dtype}, batch {args.batch}; {arms_text}; "
+    allocator = f"; MALLOC_MMAP_THRESHOLD_={args.mmap_threshold_mib:g} MiB" if args.mmap_threshold_mib else ""
+    print(f"\ntraining step, {args.device} {args.dtype}, batch {args.batch}{allocator}; {arms_text}; "
           f"{args.repeats} run(s) per arm, best and median over all timed steps; ratio = best new / best old")
     print_table(summary, compare=bool(args.compare))
     print_growth(verdicts)
