@@ -345,15 +345,16 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     baseline = PeakRSS.current()
     peak = PeakRSS()
     peak.reset()
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for i in range(spec["warmup"] + spec["steps"]):
         features = samples(i + 1)  # a fresh batch: not timed (data loading)
         sync()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         losses.append(step(i, features))
         sync()
         if i >= spec["warmup"]:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
     peak_rss = peak.peak()
     row: dict[str, Any] = {}
     if cuda:
@@ -376,7 +377,7 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     flops = useful_flops(name, shape)
     best = min(times)
     row.update(
-        status="ok", times_s=times, median_s=statistics.median(times), min_s=best,
+        status="ok", times_s=times, median_s=statistics.median(times), min_s=best, cpu_times_s=cpu_times,
         tokens_per_s=shape.seq_len * shape.batch / statistics.median(times), losses=losses,
         baseline_rss_mib=baseline / MIB, peak_rss_mib=peak_rss / MIB, added_rss_mib=(peak_rss - baseline) / MIB,
         rss_exact=peak.exact, mm_fp32_gflops=mm32, mm_gflops=mm_run,
@@ -486,10 +487,12 @@ class Cell:
             out["status"] = self.runs[0]["status"] if self.runs else "not run"
             return out
         times = [t for r in ok for t in r["times_s"]]
+        cpu = [t for r in ok for t in r["cpu_times_s"]]
         best = min(times)
         first = ok[0]
         out.update(
             status="ok", best_s=best, median_s=statistics.median(times), tokens_per_s=self.seq_len / best,
+            best_cpu_s=min(cpu), median_cpu_s=statistics.median(cpu),
             peak_rss_mib=max(r["peak_rss_mib"] for r in ok), added_rss_mib=max(r["added_rss_mib"] for r in ok),
             baseline_rss_mib=min(r["baseline_rss_mib"] for r in ok),
             largest_tensor_elems=first.get("largest_tensor_elems"), largest_tensor_mib=first.get("largest_tensor_mib"),
@@ -625,8 +628,9 @@ def _fmt_elems(n: int | None) -> str:
 
 
 def print_table(summary: list[dict[str, Any]], compare: bool) -> None:
-    head = (f"{'preset':<11} {'strategy':<8} {'arm':<4} {'S':>6} {'best s':>8} {'median s':>9} {'tok/s':>7} "
-            f"{'peak RSS':>9} {'added':>7} {'largest':>8} {'saved':>8} {'GFLOP':>7} {'of mm':>6} {'loss0':>8}  ratio")
+    head = (f"{'preset':<11} {'strategy':<8} {'arm':<4} {'S':>6} {'best s':>8} {'median s':>9} {'cpu s':>8} "
+            f"{'tok/s':>7} {'peak RSS':>9} {'added':>7} {'largest':>8} {'saved':>8} {'GFLOP':>7} {'of mm':>6} "
+            f"{'loss0':>8}  ratio (cpu)")
     print(head)
     print("-" * len(head))
     by_row: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
@@ -640,9 +644,10 @@ def print_table(summary: list[dict[str, Any]], compare: bool) -> None:
                 continue
             ratio = ""
             if compare and label == "new" and arms.get("old", {}).get("status") == "ok":
-                ratio = f"{s['best_s'] / arms['old']['best_s']:.2f}x"
+                old = arms["old"]
+                ratio = f"{s['best_s'] / old['best_s']:.2f}x ({s['best_cpu_s'] / old['best_cpu_s']:.2f}x)"
             frac = f"{100 * s['mm_fraction']:.0f}%" if s["mm_fraction"] is not None else "-"
-            print(lead + f"{s['best_s']:>8.3f} {s['median_s']:>9.3f} {s['tokens_per_s']:>7.0f} "
+            print(lead + f"{s['best_s']:>8.3f} {s['median_s']:>9.3f} {s['best_cpu_s']:>8.3f} {s['tokens_per_s']:>7.0f} "
                   f"{s['peak_rss_mib']:>7.0f}Mi {s['added_rss_mib']:>5.0f}Mi "
                   f"{_fmt_elems(s['largest_tensor_elems']):>8} {_fmt_elems(s['largest_saved_elems']):>8} "
                   f"{s['useful_gflop']:>7.1f} {frac:>6} {s['first_loss']:>8.4f}  {ratio}")
@@ -727,7 +732,8 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     summary = [c.summary() for c in result["cells"]]
     verdicts = growth_verdicts(result["growth"])
-    doc = {"arms": [{"label": a.label, "ref": a.ref} for a in arms], "device": args.device, "dtype": args.dtype,
+    doc = {"arms": [{"label": a.label, "ref": a.ref, "tree": str(a.tree)} for a in arms], "device": args.device,
+           "dtype": args.dtype,
            "threads": args.threads, "mmap_threshold_mib": args.mmap_threshold_mib,
            "summary": summary, "growth": verdicts, "runs": [asdict(c) for c in result["cells"]]}
     if args.json_out:
@@ -739,7 +745,8 @@ def main(argv: list[str] | None = None) -> None:
     arms_text = ", ".join(f"{a.label} = {a.ref}" for a in arms)
     allocator = f"; MALLOC_MMAP_THRESHOLD_={args.mmap_threshold_mib:g} MiB" if args.mmap_threshold_mib else ""
     print(f"\ntraining step, {args.device} {args.dtype}, batch {args.batch}{allocator}; {arms_text}; "
-          f"{args.repeats} run(s) per arm, best and median over all timed steps; ratio = best new / best old")
+          f"{args.repeats} run(s) per arm, best and median over all timed steps; ratio = best new / best old "
+          f"(wall time; in brackets the same for the process's CPU time, robust to a loaded machine at 1 thread)")
     print_table(summary, compare=bool(args.compare))
     print_growth(verdicts)
     print_imports(summary, arms)
