@@ -555,7 +555,8 @@ def measure(args: argparse.Namespace, arms: list[Arm]) -> dict[str, Any]:
                     if cell.runs and not cell.ok():
                         continue  # out of memory or broken: rerunning the same shapes cannot help
                     log(f"[{preset_name} {strategy} {arm.label} run {r + 1}/{args.repeats}] ...")
-                    result = launch(arm.tree, spec, args.memory_cap_gib, args.timeout_s)
+                    # the largest-tensor step once per arm: it is exact, the same every run
+                    result = launch(arm.tree, {**spec, "track": r == 0}, args.memory_cap_gib, args.timeout_s)
                     cell.runs.append(result)
                     log(f"    {_brief(result)}")
             cells.extend(row.values())
