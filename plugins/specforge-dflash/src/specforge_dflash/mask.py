@@ -8,6 +8,7 @@ layers, key slot <= j on sliding layers). Unkept (padding) blocks see nothing.
 
 Instead of one dense [N·bs, S + N·bs] mask, whose block-block part grows with N², the mask is
 kept as a context part [B, N, bs, S] and a block part [B, N, bs, bs]: O(N·bs·(S+bs)) booleans.
+The prefix backend builds the context part per group of blocks and column range only.
 """
 
 from __future__ import annotations
@@ -30,12 +31,28 @@ def context_visibility(anchors: torch.Tensor, keep: torch.Tensor, context_len: i
     return visible.expand(*anchors.shape, block_size, context_len)
 
 
+def slot_visibility(block_size: int, causal: bool, device=None) -> torch.Tensor:
+    """Bool [bs, bs]: slot j of a kept block may see slot i of the same block."""
+    base = torch.ones(block_size, block_size, dtype=torch.bool, device=device)
+    return base.tril() if causal else base
+
+
 def block_visibility(keep: torch.Tensor, block_size: int, causal: bool) -> torch.Tensor:
     """Bool [B, N, bs, bs]: slot j may see slot i of its own block."""
-    base = torch.ones(block_size, block_size, dtype=torch.bool, device=keep.device)
-    if causal:
-        base = base.tril()
-    return base & keep[:, :, None, None]
+    return slot_visibility(block_size, causal, keep.device) & keep[:, :, None, None]
+
+
+def prefix_context_visibility(anchors: torch.Tensor, start: int, stop: int, block_size: int,
+                              window: int | None = None) -> torch.Tensor:
+    """Bool [G·bs, stop - start]: slot j of kept block g (anchor ``anchors[g]``) may see context
+    position start + c; the same rule as ``context_visibility`` on a column range of G blocks."""
+    t = torch.arange(start, stop, device=anchors.device)  # [L]
+    a = anchors.repeat_interleave(block_size)[:, None]  # [G·bs, 1]
+    visible = t < a
+    if window is not None:
+        j = torch.arange(block_size, device=anchors.device).repeat(anchors.shape[0])[:, None]  # [G·bs, 1]
+        visible = visible & (t >= a + j - (window - 1))
+    return visible
 
 
 def flex_mask_mod(anchors: torch.Tensor, keep: torch.Tensor, context_len: int, block_size: int,

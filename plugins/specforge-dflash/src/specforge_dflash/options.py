@@ -22,7 +22,7 @@ class DFlashOptions:
     mask_token_id: int | None = None  # None: the target's reserved mask token
     layer_types: tuple[str, ...] | None = None  # per draft layer; None: all full attention
     sliding_window: int | None = None  # required when any layer is sliding
-    attention: Literal["auto", "blockwise", "flex"] = "auto"  # auto: flex on CUDA, else blockwise
+    attention: Literal["auto", "prefix", "blockwise", "flex"] = "auto"  # auto: flex on CUDA, else prefix
     loss_chunk_blocks: int = 128  # blocks per vocab projection chunk (bounds logits memory)
 
     def __post_init__(self) -> None:

@@ -1,4 +1,5 @@
-"""Domino's objective: (1-λ)·CE(final) + λ·CE(base), token-weighted, with its metrics (facts §4.3).
+"""Domino's objective: (1-λ)·CE(final) + λ·CE(base), token-weighted, with its metrics (facts §4.3),
+and the chunked slot losses of both logits.
 
 Returned as ``terms`` (numerator, Σw) so the trainer forms one token mean over the whole
 optimizer window; upstream normalises each micro-batch instead (identical with one micro-batch
@@ -11,7 +12,7 @@ import torch
 
 from specforge.contracts import LossOutput
 from specforge_dflash.labels import BlockTargets
-from specforge_dflash.loss import accept_lengths, weighted_sum
+from specforge_dflash.loss import accept_lengths, minus_one_hot_, softmax_ce, weighted_sum
 
 
 def domino_loss_output(out: dict[str, torch.Tensor], targets: BlockTargets, keep: torch.Tensor,
@@ -31,3 +32,68 @@ def domino_loss_output(out: dict[str, torch.Tensor], targets: BlockTargets, keep
             "base_accept_len": accept_lengths(out["base_correct"], binary, keep),
         }
     return LossOutput(terms=(numerator, denominator), metrics={"lambda_base": lam}, ratio_metrics=ratios)
+
+
+class _CorrectedHeadCE(torch.autograd.Function):
+    """Per row: CE of final = h·Wᵀ + f·W2ᵀ and of base = h·Wᵀ (W frozen, W2 trained).
+
+    The [rows, V] logits exist one chunk at a time: forward keeps only the inputs, backward
+    recomputes each chunk's two softmaxes (one vocabulary matmul) and uses
+    dlogits = g·(softmax - one_hot) for both losses; base gets the sum of both gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, h, feats, weight, w2, labels, chunk_rows):
+        ctx.autocast = _autocast_state(h.device.type)
+        outs = [[], [], [], []]
+        for start in range(0, h.shape[0], chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            base = torch.matmul(h[rows], weight.t())  # [C, V]
+            final = torch.addmm(base, feats[rows], w2.t())
+            for out, value in zip(outs, (*softmax_ce(final, labels[rows])[1:], *softmax_ce(base, labels[rows])[1:])):
+                out.append(value)
+            del base, final
+        ctx.save_for_backward(h, feats, weight, w2, labels)
+        ctx.chunk_rows = chunk_rows
+        return tuple(torch.cat(o) for o in outs)
+
+    @staticmethod
+    def backward(ctx, g_final, _hit_final, g_base, _hit_base):
+        h, feats, weight, w2, labels = ctx.saved_tensors
+        dh, dfeats, dw2 = torch.zeros_like(h), torch.zeros_like(feats), torch.zeros_like(w2)
+        with torch.autocast(h.device.type, **ctx.autocast):
+            for start in range(0, h.shape[0], ctx.chunk_rows):
+                rows = slice(start, start + ctx.chunk_rows)
+                yc = labels[rows]
+                base = torch.matmul(h[rows], weight.t())  # [C, V]
+                final = torch.addmm(base, feats[rows], w2.t())
+                d_final = minus_one_hot_(softmax_ce(final, yc)[0], yc).mul_(g_final[rows, None])  # [C, V]
+                d_base = minus_one_hot_(softmax_ce(base, yc)[0], yc).mul_(g_base[rows, None]).add_(d_final)
+                del base, final
+                dfeats[rows] = torch.matmul(d_final.to(w2.dtype), w2)
+                dw2 += torch.matmul(d_final.t().to(feats.dtype), feats[rows]).to(dw2.dtype)
+                dh[rows] = torch.matmul(d_base.to(weight.dtype), weight)
+        return dh, dfeats, None, dw2, None, None
+
+
+def _autocast_state(device_type: str) -> dict:
+    """The autocast settings of the forward, to recompute the logits the same way in backward."""
+    if not torch.is_autocast_enabled(device_type):
+        return {"enabled": False}
+    return {"enabled": True, "dtype": torch.get_autocast_dtype(device_type)}
+
+
+def corrected_head_ce(h: torch.Tensor, feats: torch.Tensor, weight: torch.Tensor, w2: torch.Tensor,
+                      labels: torch.Tensor, chunk_rows: int) -> tuple[torch.Tensor, ...]:
+    """h [M, bs, H], correction features [M, bs, E], frozen lm_head [V, H], correction projection
+    W2 [V, E], labels [M, bs] -> (CE final, correct final, CE base, correct base), each [M, bs].
+
+    Equals ``token_ce`` of ``h·Wᵀ + f·W2ᵀ`` and of ``h·Wᵀ``; at most ``chunk_rows`` rows of
+    logits exist at once.
+    """
+    if weight.requires_grad:
+        raise ValueError("corrected_head_ce needs a frozen lm_head")
+    shape = labels.shape
+    outs = _CorrectedHeadCE.apply(h.reshape(-1, h.shape[-1]), feats.reshape(-1, feats.shape[-1]), weight, w2,
+                                  labels.reshape(-1), chunk_rows)
+    return tuple(o.view(shape) for o in outs)

@@ -1,0 +1,228 @@
+"""DFlash block attention that reads only the context each block can see, with flash-style recomputation.
+
+Block n sees the context before its anchor a_n (a band of it on sliding layers) and its own bs
+slots. A sample's kept blocks are sorted by anchor and cut into groups of about ``GROUP_ROWS``
+query rows; a group is scored against the context up to its last anchor only (columns past a
+row's own anchor are masked) and against its own blocks, so the work is ~N·bs·S/2 scores, not
+N·bs·S. Forward keeps the output and each row's log-sum-exp; backward recomputes one group's
+probabilities at a time. Nothing of size scores × heads outlives its group: memory is
+O(B·heads·(S + N·bs)·D), linear in the sequence length for any number of anchors.
+
+Plain tensor ops (matmul, exp), so the same code runs on any device; half-precision inputs
+(autocast) are computed in float32 and the results cast back. Unkept blocks output zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from specforge_dflash import mask as masks
+
+GROUP_ROWS = 64  # query rows per group: small enough to waste little context, large enough for matmul
+HALF = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Consecutive blocks [start, stop) of a sample's anchor-sorted kept blocks."""
+
+    start: int
+    stop: int
+    first_anchor: int
+    last_anchor: int
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """One sample's kept blocks in anchor order and their groups."""
+
+    rows: torch.Tensor  # [M·bs] query rows (n·bs + j) of the kept blocks, sorted by anchor
+    anchors: torch.Tensor  # [M] their anchors, ascending
+    groups: tuple[Group, ...]
+
+
+def plan_prefix(anchors: torch.Tensor, keep: torch.Tensor, block_size: int,
+                group_rows: int = GROUP_ROWS) -> tuple[SamplePlan, ...]:
+    """Sort each sample's kept blocks by anchor (already true for ``sample_anchors``) and group them."""
+    per_group = max(1, group_rows // block_size)
+    slots = torch.arange(block_size, device=anchors.device)
+    plans = []
+    for b in range(anchors.shape[0]):
+        kept = keep[b].nonzero().squeeze(1)  # [M]
+        a, order = anchors[b, kept].sort(stable=True)
+        blocks = kept[order]
+        rows = (blocks[:, None] * block_size + slots).flatten()  # [M·bs]
+        a_list = a.tolist()
+        groups = tuple(Group(s, min(s + per_group, len(a_list)), a_list[s], a_list[min(s + per_group, len(a_list)) - 1])
+                       for s in range(0, len(a_list), per_group))
+        plans.append(SamplePlan(rows, a, groups))
+    return tuple(plans)
+
+
+def prefix_attention(q: torch.Tensor, k_ctx: torch.Tensor, v_ctx: torch.Tensor, k_blk: torch.Tensor,
+                     v_blk: torch.Tensor, plan: tuple[SamplePlan, ...], block_size: int, window: int | None,
+                     scale: float) -> torch.Tensor:
+    """q/k_blk/v_blk [B, heads, N·bs, D] (k/v with kv-heads), k_ctx/v_ctx [B, kv_heads, S, D]
+    -> [B, heads, N·bs, D]; equal to softmax attention under ``mask.context_visibility`` and
+    ``mask.block_visibility`` (causal blocks on sliding layers)."""
+    return _PrefixAttention.apply(q, k_ctx, v_ctx, k_blk, v_blk, plan, block_size, window, scale)
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The context columns one group reads, [lo, hi), of which [cut, hi) need a mask."""
+
+    lo: int
+    hi: int
+    cut: int
+
+
+def _span(group: Group, window: int | None) -> _Span:
+    if window is None:  # every row sees [0, its anchor): only columns past the first anchor vary
+        return _Span(0, group.last_anchor, group.first_anchor)
+    lo = max(0, group.first_anchor - (window - 1))
+    return _Span(lo, group.last_anchor, lo)
+
+
+def _acc(t: torch.Tensor) -> torch.dtype:
+    return torch.float32 if t.dtype in HALF else t.dtype
+
+
+def _sorted(x: torch.Tensor, rows: torch.Tensor, hkv: int, acc: torch.dtype) -> torch.Tensor:
+    """One sample's [Hq, Q, ...] -> the rows of its sorted kept blocks as [Hkv, M·bs, rep, ...]
+    (query head h uses kv head h // rep), so every group is a contiguous slice of rows."""
+    x = x.to(acc)
+    x = x.reshape(hkv, -1, *x.shape[1:]).index_select(2, rows)  # [Hkv, rep, M·bs, ...]
+    return x.transpose(1, 2).contiguous()
+
+
+def _unsorted(x: torch.Tensor) -> torch.Tensor:
+    """[Hkv, M·bs, rep, ...] -> [Hq, M·bs, ...] (the inverse layout of ``_sorted``)."""
+    return x.transpose(1, 2).reshape(-1, x.shape[1], *x.shape[3:])
+
+
+def _softmax_lse(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(softmax over the last dim, its log-sum-exp) from one max and one fused softmax: the
+    log-sum-exp is read off the top entry, whose probability (>= 1/L) never underflows."""
+    top, arg = s.max(-1)
+    p = torch.softmax(s, -1)
+    return p, top - p.gather(-1, arg[..., None]).squeeze(-1).log()
+
+
+def _masked(s: torch.Tensor, span: _Span, hidden: torch.Tensor) -> torch.Tensor:
+    """Context scores [Hkv, R·rep, L] with the ``hidden`` [R, hi - cut] entries of columns
+    [cut, hi) at the dtype's minimum (finite: rows without a visible key stay finite, weight 0)."""
+    tail = s.view(s.shape[0], hidden.shape[0], -1, span.hi - span.lo)[..., span.cut - span.lo:]
+    tail.masked_fill_(hidden[:, None], torch.finfo(s.dtype).min)  # [Hkv, R, rep, hi - cut]
+    return s
+
+
+def _block_scores(qs: torch.Tensor, kb: torch.Tensor, bs: int, causal: bool) -> torch.Tensor:
+    """Every kept block's queries qs [Hkv, M·bs, rep, D] against its own keys kb [Hkv, M·bs, 1, D]:
+    [Hkv, M, bs·rep, bs] (row = slot·rep + r)."""
+    Hkv, MB, rep, D = qs.shape
+    sb = torch.matmul(qs.view(Hkv, MB // bs, bs * rep, D), kb.view(Hkv, MB // bs, bs, D).transpose(-1, -2))
+    if causal:
+        visible = masks.slot_visibility(bs, True, qs.device).repeat_interleave(rep, 0)  # [bs·rep, bs]
+        sb.masked_fill_(~visible, torch.finfo(sb.dtype).min)
+    return sb
+
+
+class _PrefixAttention(torch.autograd.Function):
+    """Forward: the block part for all kept blocks at once, the context part group by group, merged
+    by log-sum-exp. Backward recomputes P = exp(S - lse) and uses dS = P ∘ (dO·Vᵀ - rowsum(dO ∘ O))."""
+
+    @staticmethod
+    def forward(ctx, q, k_ctx, v_ctx, k_blk, v_blk, plan, bs, window, scale):
+        acc = _acc(q)
+        B, Hq, Q, D = q.shape
+        Hkv = k_ctx.shape[1]
+        out = q.new_zeros(B, Hq, Q, D, dtype=acc)
+        lse = q.new_zeros(B, Hq, Q, dtype=acc)
+        hidden_all = []  # per sample and group: the masked tail, reused by backward
+        with torch.autocast(q.device.type, enabled=False):
+            for b, sample in enumerate(plan):
+                hidden_all.append([])
+                if sample.rows.numel() == 0:
+                    continue
+                qs = _sorted(q[b], sample.rows, Hkv, acc) * scale  # [Hkv, M·bs, rep, D]
+                kb, vb = (_sorted(t[b], sample.rows, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
+                k, v = (t[b].to(acc).contiguous() for t in (k_ctx, v_ctx))  # [Hkv, S, D]
+                Hkv, MB, rep, _ = qs.shape
+                pb, lse_b = _softmax_lse(_block_scores(qs, kb, bs, window is not None))  # [Hkv, M, bs·rep, ...]
+                o_b = torch.matmul(pb, vb.view(Hkv, -1, bs, D)).view(Hkv, MB, rep, D)
+                lse_b = lse_b.view(Hkv, MB, rep)
+                o_c = torch.zeros_like(o_b)
+                lse_c = torch.full_like(lse_b, float("-inf"))  # rows that read no context
+                for group in sample.groups:
+                    span, r0, r1 = _span(group, window), group.start * bs, group.stop * bs
+                    hidden = ~masks.prefix_context_visibility(sample.anchors[group.start:group.stop], span.cut,
+                                                              span.hi, bs, window)  # [R, hi - cut]
+                    hidden_all[-1].append(hidden)
+                    if span.hi <= span.lo:
+                        continue
+                    qg = qs[:, r0:r1].view(Hkv, -1, D)  # [Hkv, R·rep, D]
+                    s = _masked(torch.bmm(qg, k[:, span.lo:span.hi].transpose(-1, -2)), span, hidden)
+                    p, lse_g = _softmax_lse(s)  # [Hkv, R·rep, L]
+                    o_c[:, r0:r1] = torch.bmm(p, v[:, span.lo:span.hi]).view(Hkv, -1, rep, D)
+                    lse_c[:, r0:r1] = lse_g.view(Hkv, -1, rep)
+                both = torch.logaddexp(lse_b, lse_c)  # [Hkv, M·bs, rep]
+                o = o_b * (lse_b - both).exp()[..., None] + o_c * (lse_c - both).exp()[..., None]
+                out[b].index_copy_(1, sample.rows, _unsorted(o))
+                lse[b].index_copy_(1, sample.rows, _unsorted(both))
+        out = out.to(q.dtype)
+        ctx.save_for_backward(q, k_ctx, v_ctx, k_blk, v_blk, out, lse)
+        ctx.plan, ctx.hidden, ctx.bs, ctx.window, ctx.scale = plan, hidden_all, bs, window, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k_ctx, v_ctx, k_blk, v_blk, out, lse = ctx.saved_tensors
+        bs, window, scale = ctx.bs, ctx.window, ctx.scale
+        acc = _acc(q)
+        D = q.shape[-1]
+        Hkv = k_ctx.shape[1]
+        dq = torch.zeros_like(q, dtype=acc)
+        dk, dv = torch.zeros_like(k_ctx, dtype=acc), torch.zeros_like(v_ctx, dtype=acc)
+        dkb, dvb = torch.zeros_like(k_blk, dtype=acc), torch.zeros_like(v_blk, dtype=acc)
+        with torch.autocast(q.device.type, enabled=False):
+            grad_out = grad_out.to(acc)
+            delta = (grad_out * out.to(acc)).sum(-1)  # [B, Hq, Q]: rowsum(dO ∘ O)
+            for b, sample in enumerate(ctx.plan):
+                if sample.rows.numel() == 0:
+                    continue
+                rows = sample.rows
+                qs = _sorted(q[b], rows, Hkv, acc) * scale  # [Hkv, M·bs, rep, D]
+                do = _sorted(grad_out[b], rows, Hkv, acc)
+                kb, vb = (_sorted(t[b], rows, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
+                lse_s, dlt = (_sorted(t[b], rows, Hkv, acc) for t in (lse, delta))  # [Hkv, M·bs, rep]
+                k, v = (t[b].to(acc).contiguous() for t in (k_ctx, v_ctx))  # [Hkv, S, D]
+                Hkv, MB, rep, _ = qs.shape
+                blocks = (Hkv, MB // bs, bs * rep)  # the block layout of _block_scores
+                # own blocks, [Hkv, M, bs·rep, bs]
+                pb = _block_scores(qs, kb, bs, window is not None).sub_(lse_s.view(*blocks, 1)).exp_()
+                dov, kv, vv = do.view(*blocks, D), kb.view(Hkv, -1, bs, D), vb.view(Hkv, -1, bs, D)
+                dsb = torch.matmul(dov, vv.transpose(-1, -2)).sub_(dlt.view(*blocks, 1)).mul_(pb)
+                dq_s = torch.matmul(dsb, kv).view(Hkv, MB, rep, D)
+                dkb_s = torch.matmul(dsb.transpose(-1, -2), qs.view(*blocks, D))  # [Hkv, M, bs, D]
+                dvb_s = torch.matmul(pb.transpose(-1, -2), dov)
+                for group, hidden in zip(sample.groups, ctx.hidden[b]):
+                    span, r0, r1 = _span(group, window), group.start * bs, group.stop * bs
+                    if span.hi <= span.lo:
+                        continue
+                    lo, hi = span.lo, span.hi
+                    qg, dog = qs[:, r0:r1].view(Hkv, -1, D), do[:, r0:r1].view(Hkv, -1, D)  # [Hkv, R·rep, D]
+                    lse_g, dlt_g = lse_s[:, r0:r1].reshape(Hkv, -1, 1), dlt[:, r0:r1].reshape(Hkv, -1, 1)
+                    s = torch.baddbmm(-lse_g, qg, k[:, lo:hi].transpose(-1, -2))  # S - lse
+                    p = _masked(s, span, hidden).exp_()  # [Hkv, R·rep, L]
+                    dv[b, :, lo:hi] += torch.bmm(p.transpose(-1, -2), dog)
+                    ds = torch.baddbmm(-dlt_g, dog, v[:, lo:hi].transpose(-1, -2)).mul_(p)
+                    dq_s[:, r0:r1] += torch.bmm(ds, k[:, lo:hi]).view(Hkv, -1, rep, D)
+                    dk[b, :, lo:hi] += torch.bmm(ds.transpose(-1, -2), qg)
+                dq[b].index_copy_(1, rows, _unsorted(dq_s) * scale)
+                dkb[b].index_copy_(1, rows, dkb_s.reshape(Hkv, MB, D))
+                dvb[b].index_copy_(1, rows, dvb_s.reshape(Hkv, MB, D))
+        return (dq.to(q.dtype), dk.to(k_ctx.dtype), dv.to(v_ctx.dtype), dkb.to(k_blk.dtype), dvb.to(v_blk.dtype),
+                None, None, None, None)
