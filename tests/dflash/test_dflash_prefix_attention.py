@@ -53,24 +53,35 @@ def _tensors(B, Hq, Hkv, S, Q, D=8, seed=0):
     return r(B, Hq, Q, D), r(B, Hkv, S, D), r(B, Hkv, S, D), r(B, Hkv, Q, D), r(B, Hkv, Q, D)
 
 
+def _query_rows(N, bs, first_slot):
+    """Rows n·bs + j (j >= first_slot) of the dense layout, in the order prefix attention returns them."""
+    return torch.tensor([n * bs + j for n in range(N) for j in range(first_slot, bs)])
+
+
+@pytest.mark.parametrize("first_slot", [0, 1])
 @pytest.mark.parametrize("group_rows", [1, 6, 1000])
 @pytest.mark.parametrize("window", [None, 1, 3])
 @pytest.mark.parametrize(("anchors", "keep", "S", "bs", "Hq", "Hkv"), CASES)
 def test_prefix_attention_equals_dense_attention_in_values_and_gradients(anchors, keep, S, bs, Hq, Hkv, window,
-                                                                         group_rows):
+                                                                         group_rows, first_slot):
     a, kp = torch.tensor(anchors), torch.tensor(keep)
     B, N = a.shape
-    inputs = _tensors(B, Hq, Hkv, S, N * bs)
-    D = inputs[0].shape[-1]
-    got = prefix_attention(*inputs, plan_prefix(a, kp, bs, group_rows), bs, window, D ** -0.5)
-    expected = dense_reference(*inputs, reference_visibility(anchors, keep, S, bs, window), D ** -0.5)
+    q, *keys = _tensors(B, Hq, Hkv, S, N * bs)
+    D = q.shape[-1]
+    rows = _query_rows(N, bs, first_slot)
+    q_rows = q[:, :, rows].detach().requires_grad_()  # the queries of slots >= first_slot
+    got = prefix_attention(q_rows, *keys, plan_prefix(a, kp, bs, group_rows), bs, window, D ** -0.5, first_slot)
+    expected = dense_reference(q, *keys, reference_visibility(anchors, keep, S, bs, window), D ** -0.5)[:, :, rows]
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
-    unkept = ~kp.repeat_interleave(bs, 1)  # [B, Q]
+    unkept = ~kp.repeat_interleave(bs - first_slot, 1)  # [B, Q']
     if unkept.any():
         assert got.detach().permute(0, 2, 1, 3)[unkept].abs().max().item() == 0
     grad = torch.randn_like(got)
-    for g_got, g_ref in zip(torch.autograd.grad(got, inputs, grad), torch.autograd.grad(expected, inputs, grad)):
-        torch.testing.assert_close(g_got, g_ref, rtol=1e-10, atol=1e-12)
+    g_got = torch.autograd.grad(got, [q_rows, *keys], grad)
+    g_ref = list(torch.autograd.grad(expected, [q, *keys], grad))
+    g_ref[0] = g_ref[0][:, :, rows]
+    for x, y in zip(g_got, g_ref):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
 
 
 def test_prefix_attention_equals_eager_flex_attention():
@@ -88,7 +99,8 @@ def test_the_plan_sorts_kept_blocks_by_anchor_and_groups_them():
     kp = torch.tensor([[True, True, True, False, True]])
     (sample,) = plan_prefix(a, kp, block_size=2, group_rows=4)
     assert sample.anchors.tolist() == [2, 5, 7, 9]
-    assert sample.rows.tolist() == [2, 3, 4, 5, 8, 9, 0, 1]  # blocks 1, 2, 4, 0
+    assert sample.blocks.tolist() == [1, 2, 4, 0]
+    assert sample.rows(2).tolist() == [2, 3, 4, 5, 8, 9, 0, 1]
     assert [(g.start, g.stop, g.first_anchor, g.last_anchor) for g in sample.groups] == [(0, 2, 2, 5), (2, 4, 7, 9)]
 
 

@@ -32,6 +32,12 @@ def softmax_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor
     return p, lse - acc.gather(1, labels[:, None]).squeeze(1), arg == labels
 
 
+def softmax_grad(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """logits [C, V], labels [C] -> d CE / d logits [C, V] (softmax - one_hot, at least fp32)."""
+    acc = logits.to(torch.float32 if logits.dtype in HALF else logits.dtype)
+    return minus_one_hot_(torch.softmax(acc, -1), labels)
+
+
 def minus_one_hot_(p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """softmax [C, V] -> d CE / d logits = softmax - one_hot(labels), in place."""
     return p.scatter_add_(1, labels[:, None], p.new_full((len(labels), 1), -1.0))

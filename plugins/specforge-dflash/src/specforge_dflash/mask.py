@@ -43,14 +43,15 @@ def block_visibility(keep: torch.Tensor, block_size: int, causal: bool) -> torch
 
 
 def prefix_context_visibility(anchors: torch.Tensor, start: int, stop: int, block_size: int,
-                              window: int | None = None) -> torch.Tensor:
-    """Bool [G·bs, stop - start]: slot j of kept block g (anchor ``anchors[g]``) may see context
-    position start + c; the same rule as ``context_visibility`` on a column range of G blocks."""
+                              window: int | None = None, first_slot: int = 0) -> torch.Tensor:
+    """Bool [G·(bs - first_slot), stop - start]: slot j >= ``first_slot`` of kept block g (anchor
+    ``anchors[g]``) may see context position start + c; ``context_visibility`` on a column range."""
     t = torch.arange(start, stop, device=anchors.device)  # [L]
-    a = anchors.repeat_interleave(block_size)[:, None]  # [G·bs, 1]
+    width = block_size - first_slot
+    a = anchors.repeat_interleave(width)[:, None]  # [G·width, 1]
     visible = t < a
     if window is not None:
-        j = torch.arange(block_size, device=anchors.device).repeat(anchors.shape[0])[:, None]  # [G·bs, 1]
+        j = torch.arange(first_slot, block_size, device=anchors.device).repeat(anchors.shape[0])[:, None]
         visible = visible & (t >= a + j - (window - 1))
     return visible
 

@@ -26,14 +26,17 @@ INIT_STD = 0.02
 class Rope:
     """cos/sin [B, L, D] for the context positions and the block positions of one forward."""
 
-    def __init__(self, cos_ctx, sin_ctx, cos_blk, sin_blk) -> None:
+    def __init__(self, cos_ctx, sin_ctx, cos_blk, sin_blk, block_size: int) -> None:
         self.cos_ctx, self.sin_ctx, self.cos_blk, self.sin_blk = cos_ctx, sin_ctx, cos_blk, sin_blk
+        self.block_size = block_size
 
     def context(self, x: torch.Tensor) -> torch.Tensor:
         return apply_rotary(x, self.cos_ctx, self.sin_ctx)
 
-    def block(self, x: torch.Tensor) -> torch.Tensor:
-        return apply_rotary(x, self.cos_blk, self.sin_blk)
+    def block(self, x: torch.Tensor, first_slot: int = 0) -> torch.Tensor:
+        """x [B, heads, N·(bs - first_slot), D]: slots first_slot.. of each block."""
+        cos, sin = (drop_slots(t, self.block_size, first_slot) for t in (self.cos_blk, self.sin_blk))
+        return apply_rotary(x, cos, sin)
 
 
 class DFlashAttention(nn.Module):
@@ -57,16 +60,16 @@ class DFlashAttention(nn.Module):
     def forward(self, x: torch.Tensor, ctx: torch.Tensor, rope: Rope, plan: AttentionPlan,
                 first_slot: int = 0) -> torch.Tensor:
         """x [B, N·bs, H] -> [B, N·(bs - first_slot), H]: the outputs of slots >= ``first_slot``."""
-        B, Q, _ = x.shape
-        q = self.q_norm(self._heads(self.q_proj(x))).transpose(1, 2)  # [B, Hq, Q, D]
-        k_blk = self.k_norm(self._heads(self.k_proj(x))).transpose(1, 2)  # [B, Hkv, Q, D]
+        B = x.shape[0]
+        xq = drop_slots(x, self.block_size, first_slot)  # [B, Q', H]: the query slots
+        q = self.q_norm(self._heads(self.q_proj(xq))).transpose(1, 2)  # [B, Hq, Q', D]
+        k_blk = self.k_norm(self._heads(self.k_proj(x))).transpose(1, 2)  # [B, Hkv, N·bs, D]
         v_blk = self._heads(self.v_proj(x)).transpose(1, 2)
         k_ctx = self.k_norm(self._heads(self.k_proj(ctx))).transpose(1, 2)  # [B, Hkv, S, D]
         v_ctx = self._heads(self.v_proj(ctx)).transpose(1, 2)
-        q, k_blk, k_ctx = rope.block(q), rope.block(k_blk), rope.context(k_ctx)
-        out = attend(plan, self.layer_type, q, k_ctx, v_ctx, k_blk, v_blk, self.scale)  # [B, Hq, Q, D]
-        out = drop_slots(out.transpose(1, 2).reshape(B, Q, -1), self.block_size, first_slot)
-        return self.o_proj(out)
+        q, k_blk, k_ctx = rope.block(q, first_slot), rope.block(k_blk), rope.context(k_ctx)
+        out = attend(plan, self.layer_type, q, k_ctx, v_ctx, k_blk, v_blk, self.scale, first_slot)  # [B, Hq, Q', D]
+        return self.o_proj(out.transpose(1, 2).reshape(B, xq.shape[1], -1))
 
 
 def drop_slots(x: torch.Tensor, block_size: int, first_slot: int) -> torch.Tensor:
@@ -157,7 +160,7 @@ class DFlashDraftModel(nn.Module):
         ctx_pos = torch.arange(S, device=x.device).expand(B, S)
         cos_c, sin_c = self.rotary(ctx_pos, dtype)
         cos_b, sin_b = self.rotary(block_positions(anchors, cfg.block_size), dtype)
-        rope = Rope(cos_c, sin_c, cos_b, sin_b)
+        rope = Rope(cos_c, sin_c, cos_b, sin_b, cfg.block_size)
         windows = {t: cfg.window_of(t) for t in dict.fromkeys(cfg.layer_types)}
         plan = plan_attention(anchors, keep, S, cfg.block_size, windows, self.attention_backend)
         for i, layer in enumerate(self.layers):

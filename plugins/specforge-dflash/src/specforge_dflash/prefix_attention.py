@@ -8,8 +8,10 @@ N·bs·S. Forward keeps the output and each row's log-sum-exp; backward recomput
 probabilities at a time. Nothing of size scores × heads outlives its group: memory is
 O(B·heads·(S + N·bs)·D), linear in the sequence length for any number of anchors.
 
-Plain tensor ops (matmul, exp), so the same code runs on any device; half-precision inputs
-(autocast) are computed in float32 and the results cast back. Unkept blocks output zeros.
+Queries may cover only the slots >= ``first_slot`` of each block (the last DFlash layer skips
+slot 0, which no loss reads); every slot stays a key. Plain tensor ops (matmul, softmax, exp),
+so the same code runs on any device; half-precision inputs (autocast) are computed in float32
+and the results cast back. Unkept blocks output zeros.
 """
 
 from __future__ import annotations
@@ -38,36 +40,52 @@ class Group:
 class SamplePlan:
     """One sample's kept blocks in anchor order and their groups."""
 
-    rows: torch.Tensor  # [M·bs] query rows (n·bs + j) of the kept blocks, sorted by anchor
+    blocks: torch.Tensor  # [M] indices n of the kept blocks, sorted by anchor
     anchors: torch.Tensor  # [M] their anchors, ascending
     groups: tuple[Group, ...]
+
+    def rows(self, width: int) -> torch.Tensor:
+        """[M·width] rows n·width + j of these blocks in a layout of ``width`` rows per block."""
+        return (self.blocks[:, None] * width + torch.arange(width, device=self.blocks.device)).flatten()
 
 
 def plan_prefix(anchors: torch.Tensor, keep: torch.Tensor, block_size: int,
                 group_rows: int = GROUP_ROWS) -> tuple[SamplePlan, ...]:
     """Sort each sample's kept blocks by anchor (already true for ``sample_anchors``) and group them."""
     per_group = max(1, group_rows // block_size)
-    slots = torch.arange(block_size, device=anchors.device)
     plans = []
     for b in range(anchors.shape[0]):
         kept = keep[b].nonzero().squeeze(1)  # [M]
         a, order = anchors[b, kept].sort(stable=True)
-        blocks = kept[order]
-        rows = (blocks[:, None] * block_size + slots).flatten()  # [M·bs]
-        a_list = a.tolist()
-        groups = tuple(Group(s, min(s + per_group, len(a_list)), a_list[s], a_list[min(s + per_group, len(a_list)) - 1])
-                       for s in range(0, len(a_list), per_group))
-        plans.append(SamplePlan(rows, a, groups))
+        a_list, M = a.tolist(), len(kept)
+        groups = tuple(Group(s, min(s + per_group, M), a_list[s], a_list[min(s + per_group, M) - 1])
+                       for s in range(0, M, per_group))
+        plans.append(SamplePlan(kept[order], a, groups))
     return tuple(plans)
 
 
 def prefix_attention(q: torch.Tensor, k_ctx: torch.Tensor, v_ctx: torch.Tensor, k_blk: torch.Tensor,
                      v_blk: torch.Tensor, plan: tuple[SamplePlan, ...], block_size: int, window: int | None,
-                     scale: float) -> torch.Tensor:
-    """q/k_blk/v_blk [B, heads, N·bs, D] (k/v with kv-heads), k_ctx/v_ctx [B, kv_heads, S, D]
-    -> [B, heads, N·bs, D]; equal to softmax attention under ``mask.context_visibility`` and
-    ``mask.block_visibility`` (causal blocks on sliding layers)."""
-    return _PrefixAttention.apply(q, k_ctx, v_ctx, k_blk, v_blk, plan, block_size, window, scale)
+                     scale: float, first_slot: int = 0) -> torch.Tensor:
+    """q [B, heads, N·(bs - first_slot), D] (slots first_slot.. of each block), k_blk/v_blk
+    [B, kv_heads, N·bs, D], k_ctx/v_ctx [B, kv_heads, S, D] -> [B, heads, N·(bs - first_slot), D];
+    equal to softmax attention under ``mask.context_visibility`` and ``mask.block_visibility``
+    (causal blocks on sliding layers) on those query rows."""
+    shape = _Shape(block_size, first_slot, window)
+    return _PrefixAttention.apply(q, k_ctx, v_ctx, k_blk, v_blk, plan, shape, scale)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Block geometry of one call: bs slots, queries from ``first_slot``, window (None: full)."""
+
+    bs: int
+    first_slot: int
+    window: int | None
+
+    @property
+    def queries(self) -> int:
+        return self.bs - self.first_slot
 
 
 @dataclass(frozen=True)
@@ -79,11 +97,11 @@ class _Span:
     cut: int
 
 
-def _span(group: Group, window: int | None) -> _Span:
-    if window is None:  # every row sees [0, its anchor): only columns past the first anchor vary
+def _span(group: Group, shape: _Shape) -> _Span:
+    if shape.window is None:  # every row sees [0, its anchor): only columns past the first anchor vary
         return _Span(0, group.last_anchor, group.first_anchor)
-    lo = max(0, group.first_anchor - (window - 1))
-    return _Span(lo, group.last_anchor, lo)
+    lo = max(0, group.first_anchor + shape.first_slot - (shape.window - 1))  # the lowest slot's band
+    return _Span(lo, max(lo, group.last_anchor), lo)
 
 
 def _acc(t: torch.Tensor) -> torch.dtype:
@@ -91,15 +109,15 @@ def _acc(t: torch.Tensor) -> torch.dtype:
 
 
 def _sorted(x: torch.Tensor, rows: torch.Tensor, hkv: int, acc: torch.dtype) -> torch.Tensor:
-    """One sample's [Hq, Q, ...] -> the rows of its sorted kept blocks as [Hkv, M·bs, rep, ...]
-    (query head h uses kv head h // rep), so every group is a contiguous slice of rows."""
-    x = x.to(acc)
-    x = x.reshape(hkv, -1, *x.shape[1:]).index_select(2, rows)  # [Hkv, rep, M·bs, ...]
-    return x.transpose(1, 2).contiguous()
+    """One sample's [Hq, L, ...] -> the given rows as [Hkv, rows, rep, ...] (query head h uses kv
+    head h // rep) in ``acc``, contiguous, so that every group is a slice of rows."""
+    x = x.transpose(0, 1).index_select(0, rows).to(acc)  # [rows, Hq, ...]
+    x = x.view(x.shape[0], hkv, -1, *x.shape[2:])  # [rows, Hkv, rep, ...]
+    return x.transpose(0, 1).contiguous()
 
 
 def _unsorted(x: torch.Tensor) -> torch.Tensor:
-    """[Hkv, M·bs, rep, ...] -> [Hq, M·bs, ...] (the inverse layout of ``_sorted``)."""
+    """[Hkv, rows, rep, ...] -> [Hq, rows, ...] (the inverse layout of ``_sorted``)."""
     return x.transpose(1, 2).reshape(-1, x.shape[1], *x.shape[3:])
 
 
@@ -119,14 +137,15 @@ def _masked(s: torch.Tensor, span: _Span, hidden: torch.Tensor) -> torch.Tensor:
     return s
 
 
-def _block_scores(qs: torch.Tensor, kb: torch.Tensor, bs: int, causal: bool) -> torch.Tensor:
-    """Every kept block's queries qs [Hkv, M·bs, rep, D] against its own keys kb [Hkv, M·bs, 1, D]:
-    [Hkv, M, bs·rep, bs] (row = slot·rep + r)."""
-    Hkv, MB, rep, D = qs.shape
-    sb = torch.matmul(qs.view(Hkv, MB // bs, bs * rep, D), kb.view(Hkv, MB // bs, bs, D).transpose(-1, -2))
-    if causal:
-        visible = masks.slot_visibility(bs, True, qs.device).repeat_interleave(rep, 0)  # [bs·rep, bs]
-        sb.masked_fill_(~visible, torch.finfo(sb.dtype).min)
+def _block_scores(qs: torch.Tensor, kb: torch.Tensor, shape: _Shape) -> torch.Tensor:
+    """Every kept block's queries qs [Hkv, M·bq, rep, D] against its own keys kb [Hkv, M·bs, 1, D]:
+    [Hkv, M, bq·rep, bs] (row = (slot - first_slot)·rep + r)."""
+    Hkv, MQ, rep, D = qs.shape
+    M = MQ // shape.queries
+    sb = torch.matmul(qs.view(Hkv, M, -1, D), kb.view(Hkv, M, shape.bs, D).transpose(-1, -2))
+    if shape.window is not None:  # causal inside the block
+        visible = masks.slot_visibility(shape.bs, True, qs.device)[shape.first_slot:]  # [bq, bs]
+        sb.masked_fill_(~visible.repeat_interleave(rep, 0), torch.finfo(sb.dtype).min)
     return sb
 
 
@@ -135,32 +154,32 @@ class _PrefixAttention(torch.autograd.Function):
     by log-sum-exp. Backward recomputes P = exp(S - lse) and uses dS = P ∘ (dO·Vᵀ - rowsum(dO ∘ O))."""
 
     @staticmethod
-    def forward(ctx, q, k_ctx, v_ctx, k_blk, v_blk, plan, bs, window, scale):
+    def forward(ctx, q, k_ctx, v_ctx, k_blk, v_blk, plan, shape, scale):
         acc = _acc(q)
-        B, Hq, Q, D = q.shape
-        Hkv = k_ctx.shape[1]
-        out = q.new_zeros(B, Hq, Q, D, dtype=acc)
-        lse = q.new_zeros(B, Hq, Q, dtype=acc)
-        hidden_all = []  # per sample and group: the masked tail, reused by backward
+        Hkv, D, bq = k_ctx.shape[1], q.shape[-1], shape.queries
+        out = torch.zeros_like(q, dtype=acc)
+        lse = q.new_zeros(q.shape[:3], dtype=acc)
+        hidden_all = []  # per sample and group: the masked tail of the context scores, reused by backward
         with torch.autocast(q.device.type, enabled=False):
             for b, sample in enumerate(plan):
                 hidden_all.append([])
-                if sample.rows.numel() == 0:
+                if not sample.groups:
                     continue
-                qs = _sorted(q[b], sample.rows, Hkv, acc) * scale  # [Hkv, M·bs, rep, D]
-                kb, vb = (_sorted(t[b], sample.rows, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
+                qrows, krows = sample.rows(bq), sample.rows(shape.bs)
+                qs = _sorted(q[b], qrows, Hkv, acc) * scale  # [Hkv, M·bq, rep, D]
+                kb, vb = (_sorted(t[b], krows, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
                 k, v = (t[b].to(acc).contiguous() for t in (k_ctx, v_ctx))  # [Hkv, S, D]
-                Hkv, MB, rep, _ = qs.shape
-                pb, lse_b = _softmax_lse(_block_scores(qs, kb, bs, window is not None))  # [Hkv, M, bs·rep, ...]
-                o_b = torch.matmul(pb, vb.view(Hkv, -1, bs, D)).view(Hkv, MB, rep, D)
-                lse_b = lse_b.view(Hkv, MB, rep)
+                rep = qs.shape[2]
+                pb, lse_b = _softmax_lse(_block_scores(qs, kb, shape))  # [Hkv, M, bq·rep, bs]
+                o_b = torch.matmul(pb, vb.view(Hkv, -1, shape.bs, D)).view(qs.shape)  # [Hkv, M·bq, rep, D]
+                lse_b = lse_b.view(qs.shape[:3])
                 o_c = torch.zeros_like(o_b)
                 lse_c = torch.full_like(lse_b, float("-inf"))  # rows that read no context
                 for group in sample.groups:
-                    span, r0, r1 = _span(group, window), group.start * bs, group.stop * bs
+                    span, r0, r1 = _span(group, shape), group.start * bq, group.stop * bq
                     hidden = ~masks.prefix_context_visibility(sample.anchors[group.start:group.stop], span.cut,
-                                                              span.hi, bs, window)  # [R, hi - cut]
-                    hidden_all[-1].append(hidden)
+                                                              span.hi, shape.bs, shape.window, shape.first_slot)
+                    hidden_all[-1].append(hidden)  # [R, hi - cut]
                     if span.hi <= span.lo:
                         continue
                     qg = qs[:, r0:r1].view(Hkv, -1, D)  # [Hkv, R·rep, D]
@@ -168,22 +187,21 @@ class _PrefixAttention(torch.autograd.Function):
                     p, lse_g = _softmax_lse(s)  # [Hkv, R·rep, L]
                     o_c[:, r0:r1] = torch.bmm(p, v[:, span.lo:span.hi]).view(Hkv, -1, rep, D)
                     lse_c[:, r0:r1] = lse_g.view(Hkv, -1, rep)
-                both = torch.logaddexp(lse_b, lse_c)  # [Hkv, M·bs, rep]
+                both = torch.logaddexp(lse_b, lse_c)  # [Hkv, M·bq, rep]
                 o = o_b * (lse_b - both).exp()[..., None] + o_c * (lse_c - both).exp()[..., None]
-                out[b].index_copy_(1, sample.rows, _unsorted(o))
-                lse[b].index_copy_(1, sample.rows, _unsorted(both))
+                out[b].index_copy_(1, qrows, _unsorted(o))
+                lse[b].index_copy_(1, qrows, _unsorted(both))
         out = out.to(q.dtype)
         ctx.save_for_backward(q, k_ctx, v_ctx, k_blk, v_blk, out, lse)
-        ctx.plan, ctx.hidden, ctx.bs, ctx.window, ctx.scale = plan, hidden_all, bs, window, scale
+        ctx.plan, ctx.hidden, ctx.shape, ctx.scale = plan, hidden_all, shape, scale
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         q, k_ctx, v_ctx, k_blk, v_blk, out, lse = ctx.saved_tensors
-        bs, window, scale = ctx.bs, ctx.window, ctx.scale
+        shape, scale = ctx.shape, ctx.scale
         acc = _acc(q)
-        D = q.shape[-1]
-        Hkv = k_ctx.shape[1]
+        Hkv, D, bq, bs = k_ctx.shape[1], q.shape[-1], shape.queries, shape.bs
         dq = torch.zeros_like(q, dtype=acc)
         dk, dv = torch.zeros_like(k_ctx, dtype=acc), torch.zeros_like(v_ctx, dtype=acc)
         dkb, dvb = torch.zeros_like(k_blk, dtype=acc), torch.zeros_like(v_blk, dtype=acc)
@@ -191,38 +209,37 @@ class _PrefixAttention(torch.autograd.Function):
             grad_out = grad_out.to(acc)
             delta = (grad_out * out.to(acc)).sum(-1)  # [B, Hq, Q]: rowsum(dO ∘ O)
             for b, sample in enumerate(ctx.plan):
-                if sample.rows.numel() == 0:
+                if not sample.groups:
                     continue
-                rows = sample.rows
-                qs = _sorted(q[b], rows, Hkv, acc) * scale  # [Hkv, M·bs, rep, D]
-                do = _sorted(grad_out[b], rows, Hkv, acc)
-                kb, vb = (_sorted(t[b], rows, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
-                lse_s, dlt = (_sorted(t[b], rows, Hkv, acc) for t in (lse, delta))  # [Hkv, M·bs, rep]
+                qrows, krows = sample.rows(bq), sample.rows(bs)
+                qs = _sorted(q[b], qrows, Hkv, acc) * scale  # [Hkv, M·bq, rep, D]
+                do = _sorted(grad_out[b], qrows, Hkv, acc)
+                lse_s, dlt = (_sorted(t[b], qrows, Hkv, acc) for t in (lse, delta))  # [Hkv, M·bq, rep]
+                kb, vb = (_sorted(t[b], krows, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
                 k, v = (t[b].to(acc).contiguous() for t in (k_ctx, v_ctx))  # [Hkv, S, D]
-                Hkv, MB, rep, _ = qs.shape
-                blocks = (Hkv, MB // bs, bs * rep)  # the block layout of _block_scores
-                # own blocks, [Hkv, M, bs·rep, bs]
-                pb = _block_scores(qs, kb, bs, window is not None).sub_(lse_s.view(*blocks, 1)).exp_()
-                dov, kv, vv = do.view(*blocks, D), kb.view(Hkv, -1, bs, D), vb.view(Hkv, -1, bs, D)
-                dsb = torch.matmul(dov, vv.transpose(-1, -2)).sub_(dlt.view(*blocks, 1)).mul_(pb)
-                dq_s = torch.matmul(dsb, kv).view(Hkv, MB, rep, D)
+                rep = qs.shape[2]
+                blocks = (Hkv, -1, bq * rep)  # rows in the block layout of _block_scores
+                # own blocks, [Hkv, M, bq·rep, bs]: P = exp(S - lse), dS = P ∘ (dO·Vᵀ - Δ)
+                pb = _block_scores(qs, kb, shape).sub_(lse_s.view(*blocks, 1)).exp_()
+                dob, kbv, vbv = do.view(*blocks, D), kb.view(Hkv, -1, bs, D), vb.view(Hkv, -1, bs, D)
+                dsb = torch.matmul(dob, vbv.transpose(-1, -2)).sub_(dlt.view(*blocks, 1)).mul_(pb)
+                dq_s = torch.matmul(dsb, kbv).view(qs.shape)
                 dkb_s = torch.matmul(dsb.transpose(-1, -2), qs.view(*blocks, D))  # [Hkv, M, bs, D]
-                dvb_s = torch.matmul(pb.transpose(-1, -2), dov)
+                dvb_s = torch.matmul(pb.transpose(-1, -2), dob)
                 for group, hidden in zip(sample.groups, ctx.hidden[b]):
-                    span, r0, r1 = _span(group, window), group.start * bs, group.stop * bs
+                    span, r0, r1 = _span(group, shape), group.start * bq, group.stop * bq
                     if span.hi <= span.lo:
                         continue
                     lo, hi = span.lo, span.hi
                     qg, dog = qs[:, r0:r1].view(Hkv, -1, D), do[:, r0:r1].view(Hkv, -1, D)  # [Hkv, R·rep, D]
                     lse_g, dlt_g = lse_s[:, r0:r1].reshape(Hkv, -1, 1), dlt[:, r0:r1].reshape(Hkv, -1, 1)
-                    s = torch.baddbmm(-lse_g, qg, k[:, lo:hi].transpose(-1, -2))  # S - lse
-                    p = _masked(s, span, hidden).exp_()  # [Hkv, R·rep, L]
-                    dv[b, :, lo:hi] += torch.bmm(p.transpose(-1, -2), dog)
+                    p = _masked(torch.baddbmm(-lse_g, qg, k[:, lo:hi].transpose(-1, -2)), span, hidden).exp_()
+                    dv[b, :, lo:hi] += torch.bmm(p.transpose(-1, -2), dog)  # p [Hkv, R·rep, L]
                     ds = torch.baddbmm(-dlt_g, dog, v[:, lo:hi].transpose(-1, -2)).mul_(p)
                     dq_s[:, r0:r1] += torch.bmm(ds, k[:, lo:hi]).view(Hkv, -1, rep, D)
                     dk[b, :, lo:hi] += torch.bmm(ds.transpose(-1, -2), qg)
-                dq[b].index_copy_(1, rows, _unsorted(dq_s) * scale)
-                dkb[b].index_copy_(1, rows, dkb_s.reshape(Hkv, MB, D))
-                dvb[b].index_copy_(1, rows, dvb_s.reshape(Hkv, MB, D))
+                dq[b].index_copy_(1, qrows, _unsorted(dq_s) * scale)
+                dkb[b].index_copy_(1, krows, dkb_s.reshape(Hkv, -1, D))
+                dvb[b].index_copy_(1, krows, dvb_s.reshape(Hkv, -1, D))
         return (dq.to(q.dtype), dk.to(k_ctx.dtype), dv.to(v_ctx.dtype), dkb.to(k_blk.dtype), dvb.to(v_blk.dtype),
-                None, None, None, None)
+                None, None, None)

@@ -12,7 +12,7 @@ import torch
 
 from specforge.contracts import LossOutput
 from specforge_dflash.labels import BlockTargets
-from specforge_dflash.loss import accept_lengths, minus_one_hot_, softmax_ce, weighted_sum
+from specforge_dflash.loss import accept_lengths, minus_one_hot_, softmax_ce, softmax_grad, weighted_sum
 
 
 def domino_loss_output(out: dict[str, torch.Tensor], targets: BlockTargets, keep: torch.Tensor,
@@ -37,43 +37,51 @@ def domino_loss_output(out: dict[str, torch.Tensor], targets: BlockTargets, keep
 class _CorrectedHeadCE(torch.autograd.Function):
     """Per row: CE of final = h·Wᵀ + f·W2ᵀ and of base = h·Wᵀ (W frozen, W2 trained).
 
-    The [rows, V] logits exist one chunk at a time: forward keeps only the inputs, backward
-    recomputes each chunk's two softmaxes (one vocabulary matmul) and uses
-    dlogits = g·(softmax - one_hot) for both losses; base gets the sum of both gradients.
+    The [rows, V] logits exist one chunk at a time. Backward needs d CE / d logits =
+    softmax - one_hot of both logits: forward keeps them for its last chunk only (the memory
+    it peaked at anyway) and backward recomputes the other chunks (one vocabulary matmul each),
+    then scales them by the incoming per-row gradients; base gets the sum of both.
     """
 
     @staticmethod
-    def forward(ctx, h, feats, weight, w2, labels, chunk_rows):
+    def forward(ctx, h, feats, weight, w2, labels, chunk_rows, need_grad):
         ctx.autocast = _autocast_state(h.device.type)
-        outs = [[], [], [], []]
-        for start in range(0, h.shape[0], chunk_rows):
-            rows = slice(start, start + chunk_rows)
+        outs, kept = [[], [], [], []], ()
+        starts = range(0, h.shape[0], chunk_rows)
+        for start in starts:
+            rows, yc = slice(start, start + chunk_rows), labels[start:start + chunk_rows]
             base = torch.matmul(h[rows], weight.t())  # [C, V]
-            final = torch.addmm(base, feats[rows], w2.t())
-            for out, value in zip(outs, (*softmax_ce(final, labels[rows])[1:], *softmax_ce(base, labels[rows])[1:])):
+            p_final, *final_out = softmax_ce(torch.addmm(base, feats[rows], w2.t()), yc)
+            p_base, *base_out = softmax_ce(base, yc)
+            for out, value in zip(outs, (*final_out, *base_out)):
                 out.append(value)
-            del base, final
-        ctx.save_for_backward(h, feats, weight, w2, labels)
+            if need_grad and start == starts[-1]:
+                kept = (minus_one_hot_(p_final, yc), minus_one_hot_(p_base, yc))
+            del base, p_final, p_base
+        ctx.save_for_backward(h, feats, weight, w2, labels, *kept)
         ctx.chunk_rows = chunk_rows
         return tuple(torch.cat(o) for o in outs)
 
     @staticmethod
     def backward(ctx, g_final, _hit_final, g_base, _hit_base):
-        h, feats, weight, w2, labels = ctx.saved_tensors
+        h, feats, weight, w2, labels, *kept = ctx.saved_tensors
         dh, dfeats, dw2 = torch.zeros_like(h), torch.zeros_like(feats), torch.zeros_like(w2)
+        starts = range(0, h.shape[0], ctx.chunk_rows)
         with torch.autocast(h.device.type, **ctx.autocast):
-            for start in range(0, h.shape[0], ctx.chunk_rows):
-                rows = slice(start, start + ctx.chunk_rows)
-                yc = labels[rows]
-                base = torch.matmul(h[rows], weight.t())  # [C, V]
-                final = torch.addmm(base, feats[rows], w2.t())
-                d_final = minus_one_hot_(softmax_ce(final, yc)[0], yc).mul_(g_final[rows, None])  # [C, V]
-                d_base = minus_one_hot_(softmax_ce(base, yc)[0], yc).mul_(g_base[rows, None]).add_(d_final)
-                del base, final
+            for start in starts:
+                rows, yc = slice(start, start + ctx.chunk_rows), labels[start:start + ctx.chunk_rows]
+                if kept and start == starts[-1]:
+                    d_final, d_base = (t * g[rows, None] for t, g in zip(kept, (g_final, g_base)))
+                else:  # [C, V] each
+                    base = torch.matmul(h[rows], weight.t())
+                    d_final = softmax_grad(torch.addmm(base, feats[rows], w2.t()), yc).mul_(g_final[rows, None])
+                    d_base = softmax_grad(base, yc).mul_(g_base[rows, None])
+                    del base
+                d_base.add_(d_final)  # base logits feed both losses
                 dfeats[rows] = torch.matmul(d_final.to(w2.dtype), w2)
                 dw2 += torch.matmul(d_final.t().to(feats.dtype), feats[rows]).to(dw2.dtype)
                 dh[rows] = torch.matmul(d_base.to(weight.dtype), weight)
-        return dh, dfeats, None, dw2, None, None
+        return dh, dfeats, None, dw2, None, None, None
 
 
 def _autocast_state(device_type: str) -> dict:
@@ -88,12 +96,13 @@ def corrected_head_ce(h: torch.Tensor, feats: torch.Tensor, weight: torch.Tensor
     """h [M, bs, H], correction features [M, bs, E], frozen lm_head [V, H], correction projection
     W2 [V, E], labels [M, bs] -> (CE final, correct final, CE base, correct base), each [M, bs].
 
-    Equals ``token_ce`` of ``h·Wᵀ + f·W2ᵀ`` and of ``h·Wᵀ``; at most ``chunk_rows`` rows of
-    logits exist at once.
+    Equals per-row ``F.cross_entropy`` (and the argmax check) of ``h·Wᵀ + f·W2ᵀ`` and of ``h·Wᵀ``,
+    with their gradients; at most ``chunk_rows`` rows of logits exist at once.
     """
     if weight.requires_grad:
         raise ValueError("corrected_head_ce needs a frozen lm_head")
     shape = labels.shape
+    need_grad = torch.is_grad_enabled() and (h.requires_grad or feats.requires_grad or w2.requires_grad)
     outs = _CorrectedHeadCE.apply(h.reshape(-1, h.shape[-1]), feats.reshape(-1, feats.shape[-1]), weight, w2,
-                                  labels.reshape(-1), chunk_rows)
+                                  labels.reshape(-1), chunk_rows, need_grad)
     return tuple(o.view(shape) for o in outs)
