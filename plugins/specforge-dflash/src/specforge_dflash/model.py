@@ -24,18 +24,19 @@ INIT_STD = 0.02
 
 
 class Rope:
-    """cos/sin [B, L, D] for the context positions and the block positions of one forward."""
+    """cos/sin [B, S + N·bs, D]: the context positions, then the block slots' positions."""
 
-    def __init__(self, cos_ctx, sin_ctx, cos_blk, sin_blk, block_size: int) -> None:
-        self.cos_ctx, self.sin_ctx, self.cos_blk, self.sin_blk = cos_ctx, sin_ctx, cos_blk, sin_blk
-        self.block_size = block_size
+    def __init__(self, cos: torch.Tensor, sin: torch.Tensor, context_len: int, block_size: int) -> None:
+        self.cos, self.sin, self.context_len, self.block_size = cos, sin, context_len, block_size
 
-    def context(self, x: torch.Tensor) -> torch.Tensor:
-        return apply_rotary(x, self.cos_ctx, self.sin_ctx)
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, heads, S + N·bs, D]: the context and every block slot."""
+        return apply_rotary(x, self.cos, self.sin)
 
-    def block(self, x: torch.Tensor, first_slot: int = 0) -> torch.Tensor:
+    def queries(self, x: torch.Tensor, first_slot: int = 0) -> torch.Tensor:
         """x [B, heads, N·(bs - first_slot), D]: slots first_slot.. of each block."""
-        cos, sin = (drop_slots(t, self.block_size, first_slot) for t in (self.cos_blk, self.sin_blk))
+        S = self.context_len
+        cos, sin = (drop_slots(t[:, S:], self.block_size, first_slot) for t in (self.cos, self.sin))
         return apply_rotary(x, cos, sin)
 
 
@@ -60,15 +61,14 @@ class DFlashAttention(nn.Module):
     def forward(self, x: torch.Tensor, ctx: torch.Tensor, rope: Rope, plan: AttentionPlan,
                 first_slot: int = 0) -> torch.Tensor:
         """x [B, N·bs, H] -> [B, N·(bs - first_slot), H]: the outputs of slots >= ``first_slot``."""
-        B = x.shape[0]
+        B, S = ctx.shape[:2]
         xq = drop_slots(x, self.block_size, first_slot)  # [B, Q', H]: the query slots
-        q = self.q_norm(self._heads(self.q_proj(xq))).transpose(1, 2)  # [B, Hq, Q', D]
-        k_blk = self.k_norm(self._heads(self.k_proj(x))).transpose(1, 2)  # [B, Hkv, N·bs, D]
-        v_blk = self._heads(self.v_proj(x)).transpose(1, 2)
-        k_ctx = self.k_norm(self._heads(self.k_proj(ctx))).transpose(1, 2)  # [B, Hkv, S, D]
-        v_ctx = self._heads(self.v_proj(ctx)).transpose(1, 2)
-        q, k_blk, k_ctx = rope.block(q, first_slot), rope.block(k_blk), rope.context(k_ctx)
-        out = attend(plan, self.layer_type, q, k_ctx, v_ctx, k_blk, v_blk, self.scale, first_slot)  # [B, Hq, Q', D]
+        q = rope.queries(self.q_norm(self._heads(self.q_proj(xq))).transpose(1, 2), first_slot)  # [B, Hq, Q', D]
+        keyed = torch.cat([ctx, x], dim=1)  # [B, S + N·bs, H]: context and block slots share k/v weights
+        k = rope.keys(self.k_norm(self._heads(self.k_proj(keyed))).transpose(1, 2))  # [B, Hkv, S + N·bs, D]
+        v = self._heads(self.v_proj(keyed)).transpose(1, 2)
+        out = attend(plan, self.layer_type, q, k[:, :, :S], v[:, :, :S], k[:, :, S:], v[:, :, S:], self.scale,
+                     first_slot)  # [B, Hq, Q', D]
         return self.o_proj(out.transpose(1, 2).reshape(B, xq.shape[1], -1))
 
 
@@ -157,10 +157,9 @@ class DFlashDraftModel(nn.Module):
         dtype = self.fc.weight.dtype
         ctx = self.hidden_norm(self.fc(hidden_states.to(dtype)))  # [B, S, H]
         x = self.embed_tokens(block_ids).to(dtype)  # [B, N·bs, H]
-        ctx_pos = torch.arange(S, device=x.device).expand(B, S)
-        cos_c, sin_c = self.rotary(ctx_pos, dtype)
-        cos_b, sin_b = self.rotary(block_positions(anchors, cfg.block_size), dtype)
-        rope = Rope(cos_c, sin_c, cos_b, sin_b, cfg.block_size)
+        context_pos = torch.arange(S, device=x.device).expand(B, S)
+        positions = torch.cat([context_pos, block_positions(anchors, cfg.block_size)], 1)  # [B, S + N·bs]
+        rope = Rope(*self.rotary(positions, dtype), S, cfg.block_size)
         windows = {t: cfg.window_of(t) for t in dict.fromkeys(cfg.layer_types)}
         plan = plan_attention(anchors, keep, S, cfg.block_size, windows, self.attention_backend)
         for i, layer in enumerate(self.layers):
