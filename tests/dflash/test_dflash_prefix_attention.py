@@ -9,6 +9,7 @@ from test_dflash_masks import reference_visibility
 
 from specforge.contracts import StepContext
 from specforge.testing.synthetic import synthetic_features, synthetic_ids, synthetic_samples, tiny_target_info
+from specforge_dflash.anchors import noise_blocks
 from specforge_dflash.attention import _flex_block_mask, flex_block_attention, plan_attention
 from specforge_dflash.options import DFlashOptions
 from specforge_dflash.prefix_attention import plan_prefix, prefix_attention
@@ -125,6 +126,22 @@ def test_the_draft_gives_the_same_loss_and_gradients_with_prefix_and_blockwise_a
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-12, atol=0)
     for got, expected in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("first_slot", [0, 1])
+def test_the_draft_gives_the_same_hidden_states_with_prefix_and_eager_flex_attention(first_slot):
+    options = {"num_draft_layers": 2, "sliding_window": 3, "layer_types": ("sliding_attention", "full_attention")}
+    (info, _, prefix), (_, _, flex) = _draft("prefix", **options), _draft("flex", **options)
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, info.vocab_size - 1, (2, 14), generator=gen)
+    feats = torch.randn(2, 14, prefix.config.context_width, generator=gen, dtype=torch.float64)
+    anchors, keep = torch.tensor([[1, 5, 9], [2, 6, 0]]), torch.tensor([[True, True, True], [True, True, False]])
+    blocks = noise_blocks(ids, anchors, keep, 4, prefix.config.mask_token_id)
+    with torch.no_grad():  # flex attention has no backward on CPU
+        got = prefix.hidden(feats, blocks, anchors, keep, first_slot)
+        expected = flex.hidden(feats, blocks, anchors, keep, first_slot)
+    assert got.shape == (2, 3 * (4 - first_slot), 32)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
 
 
 def test_auto_picks_prefix_attention_off_cuda():

@@ -70,16 +70,18 @@ class _CorrectedHeadCE(torch.autograd.Function):
         with torch.autocast(h.device.type, **ctx.autocast):
             for start in starts:
                 rows, yc = slice(start, start + ctx.chunk_rows), labels[start:start + ctx.chunk_rows]
+                gf, gb = g_final[rows, None], g_base[rows, None]  # [C, 1]
                 if kept and start == starts[-1]:
-                    d_final, d_base = (t * g[rows, None] for t, g in zip(kept, (g_final, g_base)))
-                else:  # [C, V] each
+                    s_final, s_base = kept  # softmax - one_hot, [C, V] each
+                else:
                     base = torch.matmul(h[rows], weight.t())
-                    d_final = softmax_grad(torch.addmm(base, feats[rows], w2.t()), yc).mul_(g_final[rows, None])
-                    d_base = softmax_grad(base, yc).mul_(g_base[rows, None])
+                    s_final, s_base = softmax_grad(torch.addmm(base, feats[rows], w2.t()), yc), softmax_grad(base, yc)
                     del base
-                d_base.add_(d_final)  # base logits feed both losses
-                dfeats[rows] = torch.matmul(d_final.to(w2.dtype), w2)
-                dw2 += torch.matmul(d_final.t().to(feats.dtype), feats[rows]).to(dw2.dtype)
+                # the per-row scales go on the thin side of the correction's matmuls, and base logits
+                # feed both losses: d base = gb·s_base + gf·s_final
+                dfeats[rows] = torch.matmul(s_final.to(w2.dtype), w2) * gf.to(w2.dtype)
+                dw2 += torch.matmul(s_final.t().to(feats.dtype), feats[rows] * gf.to(feats.dtype)).to(dw2.dtype)
+                d_base = torch.mul(s_base, gb).addcmul_(s_final, gf)
                 dh[rows] = torch.matmul(d_base.to(weight.dtype), weight)
         return dh, dfeats, None, dw2, None, None, None
 
