@@ -11,6 +11,7 @@ from specforge.contracts import StepContext
 from specforge.testing.synthetic import synthetic_features, synthetic_ids, synthetic_samples, tiny_target_info
 from specforge_dflash.anchors import noise_blocks
 from specforge_dflash.attention import _flex_block_mask, flex_block_attention, plan_attention
+from specforge_dflash.mask import grouped_context_hidden
 from specforge_dflash.options import DFlashOptions
 from specforge_dflash.prefix_attention import plan_prefix, prefix_attention
 from specforge_dflash.strategy import DFlashStrategy
@@ -95,13 +96,26 @@ def test_prefix_attention_equals_eager_flex_attention():
         torch.testing.assert_close(got, flex, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("first_slot", [0, 1])
+@pytest.mark.parametrize("window", [None, 2])
+def test_grouped_context_hidden_is_the_context_rule_on_each_blocks_columns(window, first_slot):
+    anchors, starts, S, bs, width = [1, 4, 6, 9], [0, 0, 5, 3], 12, 3, 6
+    hidden = grouped_context_hidden(torch.tensor(anchors), torch.tensor(starts), width, bs, window, first_slot)
+    dense = reference_visibility([anchors], [[True] * 4], S, bs, window)[0]  # [N·bs, S + N·bs]
+    expected = torch.tensor([[not dense[m * bs + j, starts[m] + c] for c in range(width)]
+                             for m in range(4) for j in range(first_slot, bs)])
+    assert torch.equal(hidden, expected)
+
+
 def test_the_plan_sorts_kept_blocks_by_anchor_and_groups_them():
     a = torch.tensor([[9, 2, 5, 0, 7]])
     kp = torch.tensor([[True, True, True, False, True]])
     (sample,) = plan_prefix(a, kp, block_size=2, group_rows=4)
     assert sample.anchors.tolist() == [2, 5, 7, 9]
-    assert sample.blocks.tolist() == [1, 2, 4, 0]
+    assert sample.blocks.tolist() == [1, 2, 4, 0] and not sample.in_order
     assert sample.rows(2).tolist() == [2, 3, 4, 5, 8, 9, 0, 1]
+    (ordered,) = plan_prefix(torch.tensor([[2, 5, 0]]), torch.tensor([[True, True, False]]), 2, 4)
+    assert ordered.in_order and ordered.rows(2) is None  # the first rows: no gather
     assert [(g.start, g.stop, g.first_anchor, g.last_anchor) for g in sample.groups] == [(0, 2, 2, 5), (2, 4, 7, 9)]
 
 

@@ -43,9 +43,13 @@ class SamplePlan:
     blocks: torch.Tensor  # [M] indices n of the kept blocks, sorted by anchor
     anchors: torch.Tensor  # [M] their anchors, ascending
     groups: tuple[Group, ...]
+    in_order: bool  # blocks == 0..M-1 (as ``sample_anchors`` lays them out): no gather needed
 
-    def rows(self, width: int) -> torch.Tensor:
-        """[M·width] rows n·width + j of these blocks in a layout of ``width`` rows per block."""
+    def rows(self, width: int) -> torch.Tensor | None:
+        """[M·width] rows n·width + j of these blocks in a layout of ``width`` rows per block;
+        None when they are simply the first M·width rows."""
+        if self.in_order:
+            return None
         return (self.blocks[:, None] * width + torch.arange(width, device=self.blocks.device)).flatten()
 
 
@@ -60,7 +64,9 @@ def plan_prefix(anchors: torch.Tensor, keep: torch.Tensor, block_size: int,
         a_list, M = a.tolist(), len(kept)
         groups = tuple(Group(s, min(s + per_group, M), a_list[s], a_list[min(s + per_group, M) - 1])
                        for s in range(0, M, per_group))
-        plans.append(SamplePlan(kept[order], a, groups))
+        blocks = kept[order]
+        in_order = bool(torch.equal(blocks, torch.arange(M, device=blocks.device)))
+        plans.append(SamplePlan(blocks, a, groups, in_order))
     return tuple(plans)
 
 
@@ -108,17 +114,23 @@ def _acc(t: torch.Tensor) -> torch.dtype:
     return torch.float32 if t.dtype in HALF else t.dtype
 
 
-def _sorted(x: torch.Tensor, rows: torch.Tensor, hkv: int, acc: torch.dtype) -> torch.Tensor:
-    """One sample's [Hq, L, ...] -> the given rows as [Hkv, rows, rep, ...] (query head h uses kv
-    head h // rep) in ``acc``, contiguous, so that every group is a slice of rows."""
-    x = x.transpose(0, 1).index_select(0, rows).to(acc)  # [rows, Hq, ...]
-    x = x.view(x.shape[0], hkv, -1, *x.shape[2:])  # [rows, Hkv, rep, ...]
+def _sorted(x: torch.Tensor, rows: torch.Tensor | None, count: int, hkv: int, acc: torch.dtype) -> torch.Tensor:
+    """One sample's [Hq, L, ...] -> its ``count`` kept rows (``rows``, or the first ones) as
+    [Hkv, count, rep, ...] (query head h uses kv head h // rep) in ``acc``, contiguous, so that
+    every group is a slice of rows."""
+    x = x.transpose(0, 1)  # [L, Hq, ...]
+    x = (x[:count] if rows is None else x.index_select(0, rows)).to(acc)
+    x = x.reshape(count, hkv, -1, *x.shape[2:])  # [count, Hkv, rep, ...]
     return x.transpose(0, 1).contiguous()
 
 
-def _unsorted(x: torch.Tensor) -> torch.Tensor:
-    """[Hkv, rows, rep, ...] -> [Hq, rows, ...] (the inverse layout of ``_sorted``)."""
-    return x.transpose(1, 2).reshape(-1, x.shape[1], *x.shape[3:])
+def _scatter(dst: torch.Tensor, rows: torch.Tensor | None, src: torch.Tensor) -> None:
+    """dst [H, L, ...] rows (or the first ones) <- src [Hkv, count, rep, ...] (``_sorted``'s layout)."""
+    src = src.transpose(1, 2).reshape(-1, src.shape[1], *src.shape[3:])  # [H, count, ...]
+    if rows is None:
+        dst[:, :src.shape[1]] = src
+    else:
+        dst.index_copy_(1, rows, src)
 
 
 def _softmax_lse(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,11 +142,21 @@ def _softmax_lse(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _masked(s: torch.Tensor, span: _Span, hidden: torch.Tensor) -> torch.Tensor:
-    """Context scores [Hkv, R·rep, L] with the ``hidden`` [R, hi - cut] entries of columns
+    """Context scores [Hkv, R·rep, L] with the ``hidden`` [R, >= hi - cut] entries of columns
     [cut, hi) at the dtype's minimum (finite: rows without a visible key stay finite, weight 0)."""
     tail = s.view(s.shape[0], hidden.shape[0], -1, span.hi - span.lo)[..., span.cut - span.lo:]
-    tail.masked_fill_(hidden[:, None], torch.finfo(s.dtype).min)  # [Hkv, R, rep, hi - cut]
+    tail.masked_fill_(hidden[:, None, :span.hi - span.cut], torch.finfo(s.dtype).min)  # [Hkv, R, rep, hi - cut]
     return s
+
+
+def _tail_masks(sample: SamplePlan, shape: _Shape) -> tuple[list[_Span], torch.Tensor]:
+    """Each group's span and, for all query rows at once, which columns of their group's masked
+    tail they may not see: bool [M·bq, widest tail]."""
+    spans = [_span(g, shape) for g in sample.groups]
+    cuts = torch.tensor([sp.cut for g, sp in zip(sample.groups, spans) for _ in range(g.stop - g.start)],
+                        device=sample.anchors.device)  # [M]
+    width = max(sp.hi - sp.cut for sp in spans)
+    return spans, masks.grouped_context_hidden(sample.anchors, cuts, width, shape.bs, shape.window, shape.first_slot)
 
 
 def _block_scores(qs: torch.Tensor, kb: torch.Tensor, shape: _Shape) -> torch.Tensor:
@@ -156,44 +178,43 @@ class _PrefixAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k_ctx, v_ctx, k_blk, v_blk, plan, shape, scale):
         acc = _acc(q)
-        Hkv, D, bq = k_ctx.shape[1], q.shape[-1], shape.queries
+        Hkv, D, bq, bs = k_ctx.shape[1], q.shape[-1], shape.queries, shape.bs
         out = torch.zeros_like(q, dtype=acc)
         lse = q.new_zeros(q.shape[:3], dtype=acc)
-        hidden_all = []  # per sample and group: the masked tail of the context scores, reused by backward
+        tails = []  # per sample: the groups' spans and masked tails, reused by backward
         with torch.autocast(q.device.type, enabled=False):
             for b, sample in enumerate(plan):
-                hidden_all.append([])
                 if not sample.groups:
+                    tails.append(None)
                     continue
-                qrows, krows = sample.rows(bq), sample.rows(shape.bs)
-                qs = _sorted(q[b], qrows, Hkv, acc) * scale  # [Hkv, M·bq, rep, D]
-                kb, vb = (_sorted(t[b], krows, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
+                M = len(sample.anchors)
+                qrows, krows = sample.rows(bq), sample.rows(bs)
+                qs = _sorted(q[b], qrows, M * bq, Hkv, acc) * scale  # [Hkv, M·bq, rep, D]
+                kb, vb = (_sorted(t[b], krows, M * bs, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
                 k, v = (t[b].to(acc).contiguous() for t in (k_ctx, v_ctx))  # [Hkv, S, D]
                 rep = qs.shape[2]
                 pb, lse_b = _softmax_lse(_block_scores(qs, kb, shape))  # [Hkv, M, bq·rep, bs]
-                o_b = torch.matmul(pb, vb.view(Hkv, -1, shape.bs, D)).view(qs.shape)  # [Hkv, M·bq, rep, D]
+                o_b = torch.matmul(pb, vb.view(Hkv, M, bs, D)).view(qs.shape)  # [Hkv, M·bq, rep, D]
                 lse_b = lse_b.view(qs.shape[:3])
                 o_c = torch.zeros_like(o_b)
                 lse_c = torch.full_like(lse_b, float("-inf"))  # rows that read no context
-                for group in sample.groups:
-                    span, r0, r1 = _span(group, shape), group.start * bq, group.stop * bq
-                    hidden = ~masks.prefix_context_visibility(sample.anchors[group.start:group.stop], span.cut,
-                                                              span.hi, shape.bs, shape.window, shape.first_slot)
-                    hidden_all[-1].append(hidden)  # [R, hi - cut]
+                spans, hidden = _tail_masks(sample, shape)  # hidden [M·bq, widest tail]
+                tails.append((spans, hidden))
+                for group, span in zip(sample.groups, spans):
                     if span.hi <= span.lo:
                         continue
+                    r0, r1 = group.start * bq, group.stop * bq
                     qg = qs[:, r0:r1].view(Hkv, -1, D)  # [Hkv, R·rep, D]
-                    s = _masked(torch.bmm(qg, k[:, span.lo:span.hi].transpose(-1, -2)), span, hidden)
+                    s = _masked(torch.bmm(qg, k[:, span.lo:span.hi].transpose(-1, -2)), span, hidden[r0:r1])
                     p, lse_g = _softmax_lse(s)  # [Hkv, R·rep, L]
                     o_c[:, r0:r1] = torch.bmm(p, v[:, span.lo:span.hi]).view(Hkv, -1, rep, D)
                     lse_c[:, r0:r1] = lse_g.view(Hkv, -1, rep)
                 both = torch.logaddexp(lse_b, lse_c)  # [Hkv, M·bq, rep]
-                o = o_b * (lse_b - both).exp()[..., None] + o_c * (lse_c - both).exp()[..., None]
-                out[b].index_copy_(1, qrows, _unsorted(o))
-                lse[b].index_copy_(1, qrows, _unsorted(both))
+                _scatter(out[b], qrows, o_b * (lse_b - both).exp()[..., None] + o_c * (lse_c - both).exp()[..., None])
+                _scatter(lse[b], qrows, both)
         out = out.to(q.dtype)
         ctx.save_for_backward(q, k_ctx, v_ctx, k_blk, v_blk, out, lse)
-        ctx.plan, ctx.hidden, ctx.shape, ctx.scale = plan, hidden_all, shape, scale
+        ctx.plan, ctx.tails, ctx.shape, ctx.scale = plan, tails, shape, scale
         return out
 
     @staticmethod
@@ -208,38 +229,38 @@ class _PrefixAttention(torch.autograd.Function):
         with torch.autocast(q.device.type, enabled=False):
             grad_out = grad_out.to(acc)
             delta = (grad_out * out.to(acc)).sum(-1)  # [B, Hq, Q]: rowsum(dO ∘ O)
-            for b, sample in enumerate(ctx.plan):
-                if not sample.groups:
+            for b, (sample, tail) in enumerate(zip(ctx.plan, ctx.tails)):
+                if tail is None:
                     continue
+                M, (spans, hidden) = len(sample.anchors), tail
                 qrows, krows = sample.rows(bq), sample.rows(bs)
-                qs = _sorted(q[b], qrows, Hkv, acc) * scale  # [Hkv, M·bq, rep, D]
-                do = _sorted(grad_out[b], qrows, Hkv, acc)
-                lse_s, dlt = (_sorted(t[b], qrows, Hkv, acc) for t in (lse, delta))  # [Hkv, M·bq, rep]
-                kb, vb = (_sorted(t[b], krows, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
+                qs = _sorted(q[b], qrows, M * bq, Hkv, acc) * scale  # [Hkv, M·bq, rep, D]
+                do = _sorted(grad_out[b], qrows, M * bq, Hkv, acc)
+                neg_lse, neg_dlt = (-_sorted(t[b], qrows, M * bq, Hkv, acc) for t in (lse, delta))  # [Hkv, M·bq, rep]
+                kb, vb = (_sorted(t[b], krows, M * bs, Hkv, acc) for t in (k_blk, v_blk))  # [Hkv, M·bs, 1, D]
                 k, v = (t[b].to(acc).contiguous() for t in (k_ctx, v_ctx))  # [Hkv, S, D]
                 rep = qs.shape[2]
-                blocks = (Hkv, -1, bq * rep)  # rows in the block layout of _block_scores
+                blocks = (Hkv, M, bq * rep)  # rows in the block layout of _block_scores
                 # own blocks, [Hkv, M, bq·rep, bs]: P = exp(S - lse), dS = P ∘ (dO·Vᵀ - Δ)
-                pb = _block_scores(qs, kb, shape).sub_(lse_s.view(*blocks, 1)).exp_()
-                dob, kbv, vbv = do.view(*blocks, D), kb.view(Hkv, -1, bs, D), vb.view(Hkv, -1, bs, D)
-                dsb = torch.matmul(dob, vbv.transpose(-1, -2)).sub_(dlt.view(*blocks, 1)).mul_(pb)
+                pb = _block_scores(qs, kb, shape).add_(neg_lse.view(*blocks, 1)).exp_()
+                dob, kbv, vbv = do.view(*blocks, D), kb.view(Hkv, M, bs, D), vb.view(Hkv, M, bs, D)
+                dsb = torch.matmul(dob, vbv.transpose(-1, -2)).add_(neg_dlt.view(*blocks, 1)).mul_(pb)
                 dq_s = torch.matmul(dsb, kbv).view(qs.shape)
                 dkb_s = torch.matmul(dsb.transpose(-1, -2), qs.view(*blocks, D))  # [Hkv, M, bs, D]
                 dvb_s = torch.matmul(pb.transpose(-1, -2), dob)
-                for group, hidden in zip(sample.groups, ctx.hidden[b]):
-                    span, r0, r1 = _span(group, shape), group.start * bq, group.stop * bq
+                for group, span in zip(sample.groups, spans):
                     if span.hi <= span.lo:
                         continue
-                    lo, hi = span.lo, span.hi
+                    lo, hi, r0, r1 = span.lo, span.hi, group.start * bq, group.stop * bq
                     qg, dog = qs[:, r0:r1].view(Hkv, -1, D), do[:, r0:r1].view(Hkv, -1, D)  # [Hkv, R·rep, D]
-                    lse_g, dlt_g = lse_s[:, r0:r1].reshape(Hkv, -1, 1), dlt[:, r0:r1].reshape(Hkv, -1, 1)
-                    p = _masked(torch.baddbmm(-lse_g, qg, k[:, lo:hi].transpose(-1, -2)), span, hidden).exp_()
+                    nl, nd = neg_lse[:, r0:r1].reshape(Hkv, -1, 1), neg_dlt[:, r0:r1].reshape(Hkv, -1, 1)
+                    p = _masked(torch.baddbmm(nl, qg, k[:, lo:hi].transpose(-1, -2)), span, hidden[r0:r1]).exp_()
                     dv[b, :, lo:hi] += torch.bmm(p.transpose(-1, -2), dog)  # p [Hkv, R·rep, L]
-                    ds = torch.baddbmm(-dlt_g, dog, v[:, lo:hi].transpose(-1, -2)).mul_(p)
+                    ds = torch.baddbmm(nd, dog, v[:, lo:hi].transpose(-1, -2)).mul_(p)
                     dq_s[:, r0:r1] += torch.bmm(ds, k[:, lo:hi]).view(Hkv, -1, rep, D)
                     dk[b, :, lo:hi] += torch.bmm(ds.transpose(-1, -2), qg)
-                dq[b].index_copy_(1, qrows, _unsorted(dq_s) * scale)
-                dkb[b].index_copy_(1, krows, dkb_s.reshape(Hkv, -1, D))
-                dvb[b].index_copy_(1, krows, dvb_s.reshape(Hkv, -1, D))
+                _scatter(dq[b], qrows, dq_s.mul_(scale))
+                _scatter(dkb[b], krows, dkb_s.reshape(Hkv, -1, 1, D))
+                _scatter(dvb[b], krows, dvb_s.reshape(Hkv, -1, 1, D))
         return (dq.to(q.dtype), dk.to(k_ctx.dtype), dv.to(v_ctx.dtype), dkb.to(k_blk.dtype), dvb.to(v_blk.dtype),
                 None, None, None)
