@@ -43,6 +43,7 @@ CASES = [
     ([[0, 1, 4, 8, 9, 12, 12]], [[True] * 7], 13, 3, 6, 2),
     ([[1, 3], [4, 6], [2, 0]], [[True, True], [True, True], [True, False]], 7, 2, 3, 1),
     ([[5, 0, 0]], [[True, False, False]], 6, 4, 2, 1),
+    ([[3, 5], [0, 0]], [[True, True], [False, False]], 8, 3, 2, 2),  # a sample without any kept block
 ]
 
 

@@ -5,8 +5,8 @@ The vocabulary projection of N·bs slots is the largest activation of a DFlash s
 one full pass. The lm_head is frozen, so ``frozen_head_ce`` takes each chunk's d CE / d hidden
 while the chunk's logits exist and backward only scales it by the incoming gradient: two
 vocabulary matmuls a step, against three for recomputation under activation checkpointing.
-``softmax_ce`` is shared with Domino's head, whose loss recomputes instead (its correction has
-trainable weights after the vocabulary projection).
+``softmax_ce`` is shared with Domino's head loss, which recomputes all but its last chunk in
+backward instead (its correction has trainable weights after the vocabulary projection).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ HALF = (torch.float16, torch.bfloat16)
 def softmax_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits [C, V], labels [C] -> (softmax [C, V] in at least fp32, CE [C], argmax == label [C]).
 
-    One max and one fused softmax: the log-sum-exp is read off the top class, whose probability
-    (>= 1/V) never underflows, so CE = lse - logit[label] as in ``F.cross_entropy``.
+    One max (with its index, for the argmax) and one fused softmax: the log-sum-exp is read off
+    the top class, whose probability (>= 1/V) never underflows, so CE = lse - logit[label] as
+    in ``F.cross_entropy``.
     """
     acc = logits.to(torch.float32 if logits.dtype in HALF else logits.dtype)
     top, arg = acc.max(-1)  # [C]: the first maximum, as argmax
