@@ -63,7 +63,7 @@ def dense_reference_loss(strategy, draft, batch):
     cfg = draft.config
     seeds = [anchor_seed(int(h), CTX.step, CTX.micro_step) for h in batch["sample_hash"].tolist()]
     anchors, keep = sample_anchors(batch["loss_mask"], strategy.options.num_anchors, seeds)
-    targets = strategy._targets(batch, anchors, keep, cfg)
+    targets = strategy.block_targets(batch, anchors, keep, cfg)
     blocks = noise_blocks(batch["input_ids"], anchors, keep, cfg.block_size, cfg.mask_token_id)
     out = draft(batch["hidden_states"], blocks, anchors, keep, targets.prev_ids)  # logits [B, N, bs, V]
 
