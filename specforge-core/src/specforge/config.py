@@ -93,6 +93,8 @@ class DataSection(Options):
     """Skip (and count) malformed lines instead of stopping at the first."""
     max_samples: Annotated[int, Range(ge=0, note="0 means all")] = 0
     """Use only the first N usable conversations."""
+    tokenize_workers: Annotated[int, Range(ge=0, note="0 means one per CPU core for corpora over 8 MiB")] = 0
+    """Processes that tokenize raw data (once: the result is cached); any number writes the same dataset."""
 
     def problems(self) -> list[str]:
         if self.eval_holdout is not None and self.eval_holdout >= 1 and not float(self.eval_holdout).is_integer():

@@ -23,7 +23,9 @@ from specforge.data.errors import DataError
 from specforge.data.identity import TokenizeSpec
 from specforge.data.loading import _renderer
 from specforge.data.loss_mask import require_fast_tokenizer
+from specforge.data.parallel import auto_workers, tokenize_parallel
 from specforge.data.reader import BadLine, LineSink, as_paths, duplicate_reason, read_conversations
+from specforge.data.sources import RecordReader
 from specforge.data.stats import StatsAccumulator, counts_to_json
 from specforge.data.tokenize import Tally, tokenize_stream
 from specforge.data.tokenized import COUNTS, FORMAT, META, SHARD_TOKENS, VERSION, ShardWriter, TokenizedDataset
@@ -36,8 +38,11 @@ def id_hash(sample_id: str) -> int:
 
 
 def build_tokenized(spec: TokenizeSpec, tokenizer: Any, out_dir: Path, *, shard_tokens: int = SHARD_TOKENS,
-                    progress: bool = True) -> TokenizedDataset:
-    """Tokenize ``spec.sources`` into ``out_dir`` (which must be empty or new); returns the dataset."""
+                    progress: bool = True, workers: int = 0) -> TokenizedDataset:
+    """Tokenize ``spec.sources`` into ``out_dir`` (which must be empty or new); returns the dataset.
+
+    ``workers`` processes tokenize (``parallel.py``; 0: one per CPU for corpora over 8 MiB); the
+    dataset written is the same for any number."""
     if spec.max_length < 1:
         raise DataError(f"max_length must be at least 1, got {spec.max_length}")
     files = as_paths(list(spec.sources))
@@ -61,9 +66,18 @@ def build_tokenized(spec: TokenizeSpec, tokenizer: Any, out_dir: Path, *, shard_
             shards.append({"file": name, "num_samples": writer.num_samples, "num_tokens": writer.num_tokens})
             writer = ShardWriter()
 
-    for outcome in tokenize_stream(read_conversations(files, sink, dedupe=False), tokenizer, renderer, sink,
-                                   max_length=spec.max_length, min_loss_tokens=spec.min_loss_tokens,
-                                   require_consecutive=spec.require_consecutive):
+    limits = {"max_length": spec.max_length, "min_loss_tokens": spec.min_loss_tokens,
+              "require_consecutive": spec.require_consecutive}
+    conversations = read_conversations(files, sink, dedupe=False)
+    workers = auto_workers(workers, sum(RecordReader(f).total for f in files))
+    if workers > 1:
+        log.info("tokenizing with %d worker processes", workers)
+        outcomes = tokenize_parallel(conversations, tokenizer, template=renderer.chat_template,
+                                     template_kwargs=renderer.template_kwargs, sink=sink, workers=workers,
+                                     limits=limits)
+    else:
+        outcomes = tokenize_stream(conversations, tokenizer, renderer, sink, **limits)
+    for outcome in outcomes:
         tally.add(outcome)
         if bar is not None:
             bar.update(1)
@@ -77,6 +91,8 @@ def build_tokenized(spec: TokenizeSpec, tokenizer: Any, out_dir: Path, *, shard_
         if spec.max_samples and len(hashes) >= spec.max_samples:
             break
     flush()
+    if hasattr(outcomes, "close"):
+        outcomes.close()  # stops the workers when max_samples ended the read early
     if bar is not None:
         bar.close()
     if not shards:

@@ -31,11 +31,13 @@ def find_cached(spec: TokenizeSpec) -> Path | None:
     return entry if (entry / META).is_file() else None
 
 
-def ensure_tokenized(spec: TokenizeSpec, tokenizer: Any, *, progress: bool = True) -> tuple[TokenizedDataset, bool]:
+def ensure_tokenized(spec: TokenizeSpec, tokenizer: Any, *, progress: bool = True,
+                     workers: int = 0) -> tuple[TokenizedDataset, bool]:
     """(the cached dataset, whether this call built it), tokenizing only when no entry exists."""
     from specforge.data.build import build_tokenized
     from specforge.demo.cache import build_once
 
     entry = cache_entry(spec)
-    built = build_once(entry, META, lambda tmp: build_tokenized(spec, tokenizer, tmp, progress=progress).close())
+    built = build_once(entry, META, lambda tmp: build_tokenized(spec, tokenizer, tmp, progress=progress,
+                                                                         workers=workers).close())
     return TokenizedDataset(entry), built

@@ -115,7 +115,8 @@ def open_corpus(data: Any, *, eval_enabled: bool, model_dir: str, tokenizer: Any
     else:
         from specforge.data.cache import ensure_tokenized
 
-        dataset, built = ensure_tokenized(tokenize_spec(data, model_dir), tokenizer, progress=progress)
+        dataset, built = ensure_tokenized(tokenize_spec(data, model_dir), tokenizer, progress=progress,
+                                          workers=getattr(data, "tokenize_workers", 0))
         origin = f"{'tokenized into' if built else 'reused'} {dataset.dir}"
         limit = 0  # max_samples is part of the cache key: the entry holds only those
     holdout = resolve_holdout(getattr(data, "eval_holdout", None), eval_path=data.eval_path, eval_enabled=eval_enabled)
