@@ -12,7 +12,7 @@ from specforge.stores.options import DiskStoreOptions
 from specforge.testing.strategy_kit import make_case, seeded_loss, train
 
 CASES = {"eagle3": {"ttt_length": 3}, "dflash": {"block_size": 4, "num_anchors": 16, "num_draft_layers": 2}}
-TOLERANCE = 0.01  # relative: bf16 keeps 8 significant bits (0.4% per value); a mean loss moves far less
+TOLERANCE = 1e-3  # relative; measured: 4e-6 (eagle3), 2e-7 (dflash) at initialisation
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
