@@ -37,13 +37,23 @@ def eval_dtype(config: RunConfig) -> str:
 
 
 def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, k: int | None = None,
-              num_prompts: int | None = None) -> EvalPlan:
-    """Prompts and settings from the run's config, with the command line's overrides."""
-    source = prompts or config.data.eval_path or config.data.path
-    if not source:
+              num_prompts: int | None = None, corpus: Any = None) -> EvalPlan:
+    """Prompts and settings from the run's config, with the command line's overrides.
+
+    Without a prompts file (``--prompts``, ``data.eval_path``) the prompts are the held-out split
+    of the run's data (``data.eval_holdout``; ``corpus`` when the caller has it open), never
+    training samples."""
+    from specforge.run.assemble import heldout_prompts
+
+    limit = num_prompts or config.eval.num_prompts
+    source = prompts or config.data.eval_path
+    if source:
+        ids, names = load_eval_prompts(source, tokenizer, limit)
+    elif config.data.path:
+        ids, names, source = heldout_prompts(config, tokenizer, limit, corpus)
+    else:
         raise UserError("no prompts to evaluate on: pass --prompts FILE (conversations JSONL; the last "
                         "assistant reply of each line is dropped and generated)")
-    ids, names = load_eval_prompts(source, tokenizer, num_prompts or config.eval.num_prompts)
     if not ids:
         raise UserError(f"{source} holds no usable prompt; pass --prompts FILE with conversations")
     settings = EvalSettings(k=k or config.eval.k, num_prompts=len(ids), max_new_tokens=config.eval.max_new_tokens,
@@ -82,7 +92,7 @@ def evaluate_before_after(run: Any, draft: Any) -> dict:
     engine, own = engine_for_eval(cfg, run.engine, run.dist.device)
     try:
         info = engine.info()
-        plan = plan_eval(cfg, info.tokenizer)
+        plan = plan_eval(cfg, info.tokenizer, corpus=run.corpus)
         torch.manual_seed(cfg.run.seed)
         before = run.strategy.build_draft(info, run.stats)
         after = copy.deepcopy(draft)  # the trained draft stays as it was trained (dtype, device)
