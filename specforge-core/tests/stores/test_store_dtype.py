@@ -21,7 +21,8 @@ def features(seed: int = 0) -> dict:
 
 
 def stores(tmp_path, dtype: str):
-    return [DiskStore(DiskStoreOptions(dtype=dtype), root=tmp_path / dtype), MemoryStore(MemoryStoreOptions(dtype=dtype))]
+    return [DiskStore(DiskStoreOptions(dtype=dtype), root=tmp_path / dtype),
+            MemoryStore(MemoryStoreOptions(dtype=dtype))]
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -62,7 +63,7 @@ def test_the_disk_file_keeps_bfloat16_and_says_so(tmp_path):
 def test_float16_refuses_values_it_would_turn_into_infinity(tmp_path):
     big = {**features(), "hidden_states": torch.full((7, 12), 1e5)}
     for store in stores(tmp_path, "float16"):
-        with pytest.raises(ValueError, match="overflows float16.*bfloat16"):
+        with pytest.raises(ValueError, match=r"overflows float16.*bfloat16"):
             store.put(FeatureKey("features", "s0"), big)
 
 
