@@ -188,9 +188,9 @@ def assert_same_structure(a: Any, b: Any, where: str = "state") -> None:
 def check_registration(case: KitCase) -> None:
     """Registered once, usable, builds from its registered options (given and default)."""
     reg = _registration(case.name)
-    assert not reg.spec.incomplete, (
-        f"strategy {case.name!r} is registered incomplete ({reg.spec.incomplete}): `specforge plugins` lists "
-        f"it so and `specforge run` refuses it until that is resolved")
+    if reg.spec.incomplete:
+        raise AssertionError(f"strategy {case.name!r} is registered incomplete ({reg.spec.incomplete}): "
+                             f"`specforge plugins` lists it so and `specforge run` refuses it until then")
     assert isinstance(reg.spec, StrategySpec)
     assert dataclasses.is_dataclass(reg.spec.options)
     assert case.strategy.name == case.name, f"strategy.name is {case.strategy.name!r}, registered {case.name!r}"
