@@ -70,13 +70,14 @@ def engine_for_eval(config: RunConfig, engine: TargetEngine | None, device: Any)
     return build_engine(config, device, eval_dtype(config)), True
 
 
-def run_evaluation(engine: TargetEngine, strategy: Strategy, draft: Any, plan: EvalPlan) -> dict:
+def run_evaluation(engine: TargetEngine, strategy: Strategy, draft: Any, plan: EvalPlan, phase: str = "eval") -> dict:
     """Decode every prompt with ``draft`` (moved to the engine's dtype and device) and summarise."""
     info = engine.info()
     request = strategy.feature_request(info)
     draft = draft.to(info.embed_weight.device if info.embed_weight is not None else "cpu",
                      info.embed_weight.dtype).eval()
-    result = evaluate_draft(engine, strategy, draft, request, plan.prompts, plan.names, plan.settings, plan.stops)
+    result = evaluate_draft(engine, strategy, draft, request, plan.prompts, plan.names, plan.settings, plan.stops,
+                            phase=phase)
     return result.to_json()
 
 
@@ -96,8 +97,8 @@ def evaluate_before_after(run: Any, draft: Any) -> dict:
         torch.manual_seed(cfg.run.seed)
         before = run.strategy.build_draft(info, run.stats)
         after = copy.deepcopy(draft)  # the trained draft stays as it was trained (dtype, device)
-        results = {label: run_evaluation(engine, run.strategy, d, plan) for label, d in
-                   (("before", before), ("after", after))}
+        results = {label: run_evaluation(engine, run.strategy, d, plan, phase=f"eval {label} training")
+                   for label, d in (("before", before), ("after", after))}
         dtype = str(info.embed_weight.dtype).replace("torch.", "")
     finally:
         if own:
@@ -132,6 +133,10 @@ def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None
         config = config.replace("eval", dtype=dtype)
     if located.kind == "export" and not prompts:
         prompts = (located.marker or {}).get("eval_prompts") or None
+        if not prompts:
+            raise UserError(f"the export {located.path} names no held-out prompts (its run had no data.eval_path); "
+                            f"pass --prompts FILE: conversations JSONL the draft was not trained on (the last "
+                            f"assistant reply of each line is dropped and generated)")
     rebuilt = rebuild(located, dtype=eval_dtype(config))  # a damaged checkpoint fails before the target loads
     plan = plan_eval(config, rebuilt.info.tokenizer, prompts=prompts, k=k, num_prompts=num_prompts)
     engine = build_engine(config, config.target.device, eval_dtype(config))
