@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from specforge.nn.mlp import SwiGLUMLP
+from specforge.api.nn import SwiGLUMLP
 
 SILU = ("silu", "swish")  # the hidden_act names transformers maps to SiLU
 CHUNK_ELEMENTS = 2**22  # [positions, I] temporaries alive at once (16 MiB in fp32)

@@ -1,13 +1,13 @@
 """RMSNorm as one autograd function: the module's autograd graph keeps its normalised output
 [B, S, H] for the weight's gradient, four times per TTT step; this keeps only the input (which
 the step keeps anyway) and the [B, S, 1] inverse RMS. Forward computes exactly what
-``specforge.nn.norm.RMSNorm`` computes, with the module's weight and eps."""
+``specforge.api.nn.RMSNorm`` computes, with the module's weight and eps."""
 
 from __future__ import annotations
 
 import torch
 
-from specforge.nn.norm import RMSNorm
+from specforge.api.nn import RMSNorm
 
 
 class _RMSNorm(torch.autograd.Function):
