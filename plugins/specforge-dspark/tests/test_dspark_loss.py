@@ -172,6 +172,6 @@ def test_loss_falls_and_the_expected_acceptance_length_rises_on_a_fixed_batch():
         (out.terms[0] / out.terms[1]).backward()
         opt.step()
         num, den = out.ratio_metrics["tau_probabilistic"]
-        history.append((float(out.terms[0] / out.terms[1]), float(num / den)))
+        history.append((float(out.terms[0].detach() / out.terms[1]), float(num / den)))
     assert history[-1][0] < 0.5 * history[0][0], history
     assert history[-1][1] > history[0][1] + 0.5, history

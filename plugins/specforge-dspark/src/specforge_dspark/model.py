@@ -1,8 +1,10 @@
 """The DSpark draft: the DFlash draft plus ``markov_head`` and ``confidence_head``.
 
-Per block slot, logits = target lm_head(h) + Markov bias(x_prev, h). With labels, ``forward``
-returns per-slot loss terms computed over chunks of blocks (DFlash's ``map_kept_blocks``), so
-the [blocks, bs, V] logits of the draft and of the teacher never exist for all blocks at once.
+Per block slot, logits = target lm_head(h) + Markov bias(x_prev, h). The backbone is DFlash's
+``hidden(...)``; the head side is DSpark's own. With labels, ``forward`` returns per-slot loss
+terms computed ``loss_chunk_blocks`` kept blocks at a time under activation checkpointing, so
+the [blocks, bs, V] logits of the draft and of the teacher never exist for all blocks at once,
+forward or backward, and the result equals one full pass.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from specforge_dflash.loss import HALF, map_kept_blocks, token_ce
-from specforge_dflash.model import INIT_STD, DFlashDraftModel
+from specforge_dflash.model import DFlashDraftModel
 from specforge_dspark.draft_config import DSparkConfig
 from specforge_dspark.heads import ConfidenceHead, build_markov_head
 
+INIT_STD = 0.02  # the initializer_range of the shipped configs
+HALF = (torch.float16, torch.bfloat16)
 TEACHER_TERMS = ("l1", "accept", "agree", "teacher_top1", "draft_top1")
 CONFIDENCE_TERMS = ("confidence_bce", "confidence_error")
 
@@ -78,8 +82,26 @@ class DSparkDraftModel(DFlashDraftModel):
                 out["confidence"] = confidence.view(B, N, -1)
             return out
         inputs = (h, prev_ids, labels) + (() if teacher_hidden is None else (teacher_hidden.to(h.dtype),))
-        values = map_kept_blocks(self._slot_terms, inputs, keep, self.loss_chunk_blocks)
-        return dict(zip(self.term_names(teacher_hidden is not None), values))
+        return dict(zip(self.term_names(teacher_hidden is not None), self._chunked_terms(inputs, keep)))
+
+    def _chunked_terms(self, inputs: tuple[torch.Tensor, ...], keep: torch.Tensor) -> list[torch.Tensor]:
+        """``_slot_terms`` over the kept blocks, ``loss_chunk_blocks`` at a time; [B, N, bs] each, zeros
+        (False) for unkept blocks."""
+        B, N = keep.shape
+        idx = keep.flatten().nonzero().squeeze(1)  # [M]
+        if idx.numel() == 0:
+            raise ValueError("no kept block to compute a loss on")
+        flat = [t.flatten(0, 1).index_select(0, idx) for t in inputs]  # [M, bs, ...]
+        grad = torch.is_grad_enabled() and flat[0].requires_grad
+        chunks = []
+        for start in range(0, idx.numel(), self.loss_chunk_blocks):
+            args = [t[start:start + self.loss_chunk_blocks] for t in flat]
+            chunks.append(checkpoint(self._slot_terms, *args, use_reentrant=False) if grad else self._slot_terms(*args))
+        out = []
+        for pieces in zip(*chunks):
+            part = torch.cat(pieces)  # [M, bs]
+            out.append(part.new_zeros((B * N, *part.shape[1:])).index_copy(0, idx, part).view(B, N, -1))
+        return out
 
     def term_names(self, with_teacher: bool) -> tuple[str, ...]:
         names = ("ce", "correct")
@@ -91,13 +113,15 @@ class DSparkDraftModel(DFlashDraftModel):
                     teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """One chunk of blocks: h [M, bs, H] -> the ``term_names`` tensors, each [M, bs]."""
         logits = self.slot_logits(self.lm_head(h), h, prev_ids)  # [M, bs, V]
-        ce, correct = token_ce(logits, labels)
+        acc = torch.float32 if logits.dtype in HALF else logits.dtype
+        log_probs = torch.log_softmax(logits.to(acc), dim=-1)  # [M, bs, V]
+        ce = -log_probs.gather(-1, labels[..., None]).squeeze(-1)  # [M, bs]
+        correct = logits.argmax(-1) == labels
         if teacher is None:
             return ce, correct
-        acc = torch.float32 if logits.dtype in HALF else logits.dtype
         with torch.no_grad():
             teacher_probs = torch.softmax(self.lm_head(teacher).to(acc), dim=-1)  # [M, bs, V]
-        draft_probs = torch.softmax(logits.to(acc), dim=-1)
+        draft_probs = log_probs.exp()
         l1 = (draft_probs - teacher_probs).abs().sum(-1)  # [M, bs]
         accept = (1.0 - 0.5 * l1.detach()).clamp(0.0, 1.0)  # the exact speculative-sampling acceptance
         with torch.no_grad():
