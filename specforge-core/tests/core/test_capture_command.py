@@ -34,7 +34,7 @@ def test_capture_writes_exactly_the_requested_tensors(tiny, tmp_path):
     target, data = tiny
     out = tmp_path / "store"
     proc = run_specforge("capture", "--strategy", "example-medusa", "--data", str(data), "--target-model", str(target),
-                         "--store", "disk", "--output-dir", str(out))
+                         "--store", "disk", "--output-dir", str(out), "--set", "data.eval_holdout=0")
     assert "captured input_ids, loss_mask, last_hidden for strategy example-medusa" in proc.stdout
     files = sorted(out.rglob("*.safetensors"))
     assert len(files) == 5
@@ -57,7 +57,8 @@ def test_a_second_capture_reuses_what_the_store_holds(tiny, tmp_path):
             "--output-dir", str(tmp_path / "store"))
     run_specforge(*args)
     again = run_specforge(*args)
-    assert "samples  5 (0 captured, 5 already in the store)" in again.stdout
+    # the held-out split (2%, at least one of the five) is evaluated on, never trained on: not captured
+    assert "samples  4 (0 captured, 4 already in the store)" in again.stdout
 
 
 def test_capture_rejects_a_missing_target_dir(tiny, tmp_path):

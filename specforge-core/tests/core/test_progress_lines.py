@@ -85,11 +85,12 @@ def test_a_run_whose_output_is_not_a_terminal_logs_capture_training_and_evaluati
     proc = run_specforge("run", "--strategy", "example-medusa", "--target-model", str(specforge_tiny_target),
                          "--data", str(specforge_chats), "--output-dir", str(tmp_path), "--name", "p",
                          "--set", "training.max_steps=3", "--set", "training.batch_size=2",
-                         "--set", "eval.num_prompts=2", "--set", "eval.max_new_tokens=8")
+                         "--set", "eval.num_prompts=2", "--set", "eval.max_new_tokens=8", "--set", "data.eval_holdout=2")
     err = proc.stderr
     elapsed = r"\d+ s elapsed, about \d+ s left"
-    assert "capture: 0/24 samples" in err
-    assert re.search(r"capture: done, 24 samples in \d+ s", err), err
+    # 24 conversations, two held out for evaluation
+    assert "capture: 0/22 samples" in err
+    assert re.search(r"capture: done, 22 samples in \d+ s", err), err
     assert "train: 0/3 steps" in err
     assert re.search(rf"train: 1/3 steps \(33%\), {elapsed} loss \d+\.\d{{4}} tokens/s \d+", err), err
     assert re.search(r"train: done, 3 steps in \d+ s", err), err

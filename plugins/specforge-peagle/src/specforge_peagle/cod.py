@@ -24,6 +24,15 @@ def content_hash(ids: Sequence[int]) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
 
 
+def supervised_prefix(ids: Sequence[int], loss_mask: Sequence[int]) -> list[int]:
+    """The tokens up to the one after the last supervised position: what training reads of a sample.
+
+    Seeding COD from this, not the whole sequence, keeps which pairs are sampled independent of
+    unsupervised tokens after the last supervised one (a chat's trailing template, padding)."""
+    supervised = [i for i, m in enumerate(loss_mask) if m]
+    return list(ids[:supervised[-1] + 2]) if supervised else list(ids)
+
+
 def cod_seed(sample_hash: int, step: int, micro_step: int) -> int:
     data = f"peagle-cod/{sample_hash}/{step}/{micro_step}".encode()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1

@@ -122,16 +122,18 @@ class PeagleStrategy:
     # ------------------------------------------------------------------ training
 
     def collate(self, samples: Sequence[SampleFeatures]) -> dict[str, torch.Tensor]:
-        """EAGLE3's padded batch plus ``sample_hash`` [B] (the sample's part of the COD seed)."""
+        """EAGLE3's padded batch plus ``sample_hash`` [B] (the sample's part of the COD seed, from its
+        tokens up to the last supervised one)."""
         import torch
 
         from specforge_eagle3.options import Eagle3Options
         from specforge_eagle3.strategy import Eagle3Strategy
-        from specforge_peagle.cod import content_hash
+        from specforge_peagle.cod import content_hash, supervised_prefix
 
         batch = Eagle3Strategy(Eagle3Options()).collate(samples)
-        batch["sample_hash"] = torch.tensor([content_hash(torch.as_tensor(s["input_ids"]).tolist()) for s in samples],
-                                            dtype=torch.long)
+        prefixes = [supervised_prefix(torch.as_tensor(s["input_ids"]).tolist(),
+                                      torch.as_tensor(s["loss_mask"]).tolist()) for s in samples]
+        batch["sample_hash"] = torch.tensor([content_hash(p) for p in prefixes], dtype=torch.long)
         return batch
 
     def loss(self, draft: Any, batch: dict[str, torch.Tensor], ctx: StepContext) -> LossOutput:

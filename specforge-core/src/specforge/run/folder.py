@@ -123,14 +123,31 @@ def init_draft_checkpoint(path: str) -> Path | None:
 
 
 def check_folder(config: RunConfig) -> None:
-    """Refuse, before anything is written, a run into a folder that holds another run."""
+    """Refuse, before anything is written or loaded, a run into a folder that holds another run or
+    cannot be created."""
     run_dir = config.run_dir
+    _check_creatable(run_dir)
     if config.training.resume or not holds_run(run_dir) or config.run.overwrite:
         return
     if config.run.demo and _was_demo(run_dir):
         return  # the demo replaces its own previous run
     raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it "
                       f"(the old run is moved to {run_dir.name}.replaced-<time>), or choose another --name")
+
+
+def _check_creatable(run_dir: Path) -> None:
+    """The nearest existing folder above ``run_dir`` must be a writable directory (``claim`` still
+    probes with a real write: permissions are not the only way a write fails)."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = "Not a directory" if existing != run_dir else "it is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = "Permission denied"
+    if problem:
+        raise ConfigError(f"cannot write the run folder {run_dir}: {problem}; choose a writable --output-dir")
 
 
 def claim(config: RunConfig) -> None:
