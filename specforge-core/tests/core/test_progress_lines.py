@@ -85,7 +85,8 @@ def test_a_run_whose_output_is_not_a_terminal_logs_capture_training_and_evaluati
     proc = run_specforge("run", "--strategy", "example-medusa", "--target-model", str(specforge_tiny_target),
                          "--data", str(specforge_chats), "--output-dir", str(tmp_path), "--name", "p",
                          "--set", "training.max_steps=3", "--set", "training.batch_size=2",
-                         "--set", "eval.num_prompts=2", "--set", "eval.max_new_tokens=8", "--set", "data.eval_holdout=2")
+                         "--set", "eval.num_prompts=2", "--set", "eval.max_new_tokens=8",
+                         "--set", "data.eval_holdout=2")
     err = proc.stderr
     elapsed = r"\d+ s elapsed, about \d+ s left"
     # 24 conversations, two held out for evaluation
