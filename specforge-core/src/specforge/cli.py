@@ -143,6 +143,8 @@ def plugins_command(as_json: bool, kind: str | None) -> None:
 @click.option("--master-port", type=int, help="Port node 0 listens on for the process group.  [default: free port]")
 @click.option("--overwrite", is_flag=True, default=None,
               help="Replace a run already in the run folder (it is moved aside to <name>.replaced-<time>).")
+@click.option("--tensorboard", is_flag=True, default=None,
+              help="Write TensorBoard events to runs/<name>/tensorboard/ (pip install specforge-core[tensorboard]).")
 @click.option("--plan", is_flag=True, help="Print the resolved plan and exit (imports no torch).")
 def run_command(config_file: str | None, sets: Sequence[str], plan: bool, **flags: Any) -> None:
     """Train a draft model: capture target features, train, export, evaluate."""

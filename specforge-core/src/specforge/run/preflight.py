@@ -2,7 +2,8 @@
 
 Torch-free: data and prompt files exist and are files, the target directory has its weights and
 tokenizer, ``max_length`` fits the target's positions, the strategy accepts the target
-(``PlanningStrategy.plan_notes``: e.g. a mask token it can draft with), a read-only store exists.
+(``PlanningStrategy.plan_notes``: e.g. a mask token it can draft with), a read-only store exists,
+``run.tensorboard`` has its package.
 Every problem found is reported at once, each naming the key or flag that fixes it.
 """
 
@@ -42,6 +43,18 @@ def _target_problems(config: RunConfig) -> list[str]:
     return out
 
 
+def _tensorboard_problem(config: RunConfig) -> str | None:
+    """``run.tensorboard`` without the package would fail at the first step; say so before anything loads."""
+    if not config.run.tensorboard:
+        return None
+    try:
+        import tensorboard  # noqa: F401  (light: the writer itself loads with torch, once the run starts)
+    except ImportError:
+        return ("run.tensorboard is on but the tensorboard package is not installed: "
+                "pip install specforge-core[tensorboard], or turn run.tensorboard off")
+    return None
+
+
 def check(config: RunConfig, info: TargetInfo, strategy: Any) -> list[str]:
     """Raise one ConfigError listing every problem; return the strategy's notes for the plan."""
     problems = []
@@ -55,6 +68,9 @@ def check(config: RunConfig, info: TargetInfo, strategy: Any) -> list[str]:
     if data.chat_template and not Path(data.chat_template).expanduser().is_file():
         problems.append(f"chat template file {data.chat_template!r} does not exist; fix data.chat_template")
     problems += _target_problems(config)
+    tensorboard = _tensorboard_problem(config)
+    if tensorboard:
+        problems.append(tensorboard)
     if info.max_position_embeddings and data.max_length > info.max_position_embeddings:
         problems.append(f"data.max_length {data.max_length} exceeds the target's max_position_embeddings "
                         f"{info.max_position_embeddings}; lower it with --set data.max_length=N")
