@@ -10,7 +10,7 @@ import pytest
 from specforge.testing.cli import run_specforge
 
 # strategy -> what the issue asks of it on the embedded default
-STRATEGIES = ["eagle3", "dflash", "domino"]
+STRATEGIES = ["eagle3", "dflash", "domino", "peagle", "dspark"]
 
 
 @pytest.fixture(scope="module")

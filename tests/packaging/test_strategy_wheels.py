@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ["specforge-core", "plugins/specforge-eagle3", "plugins/specforge-dflash", "plugins/specforge-domino"]
+PACKAGES = ["specforge-core", "plugins/specforge-eagle3", "plugins/specforge-dflash", "plugins/specforge-domino",
+            "plugins/specforge-peagle", "plugins/specforge-dspark"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     return root / "target", data
 
 
-@pytest.mark.parametrize("strategy", ["eagle3", "domino"])
+@pytest.mark.parametrize("strategy", ["eagle3", "domino", "peagle", "dspark"])
 def test_wheels_in_a_fresh_venv_train_a_strategy(trained_env, tiny, tmp_path, strategy):
     target, data = tiny
     proc = subprocess.run([str(trained_env / "bin" / "specforge"), "run", "--strategy", strategy, "--target-model",

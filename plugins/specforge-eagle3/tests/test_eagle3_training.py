@@ -89,5 +89,5 @@ def test_forward_and_backward_stay_within_twice_the_diagonal_score_size() -> Non
     # wider temporary, while a concatenated [B, h, S, S*k] cache score is k*S/(S+k) = 5.7x here.
     bound = 2 * diagonal_scores
     assert bound < bsz * heads * seq * seq * ttt
-    assert tracker.largest >= bsz * heads * seq * seq, "the tracker should see the attention scores"
+    assert any("scaled_dot_product" in op for op in tracker.ops), "the tracker should see the attention kernel"
     assert tracker.largest <= bound, f"largest tensor has {tracker.largest} elements, bound {bound}"

@@ -97,3 +97,15 @@ def test_untested_sglang_versions_are_refused_unless_allowed(caplog: pytest.LogC
     assert "allow_untested_version" in str(err.value)
     check_version("0.6.0", allow_untested=True)
     assert "0.6.0" in caplog.text
+
+
+def test_the_capture_server_listens_on_loopback_unless_a_host_is_given(tiny_qwen3_dir: Path) -> None:
+    import argparse
+
+    from specforge_sglang.serve import server_argv
+
+    ours = argparse.Namespace(capture_layers=[0], shm_dir="")
+    argv, _ = server_argv(ours, ["--model-path", str(tiny_qwen3_dir), "--port", "30000"])
+    assert argv[argv.index("--host") + 1] == "127.0.0.1"
+    argv, _ = server_argv(ours, ["--model-path", str(tiny_qwen3_dir), "--host=10.0.0.5"])
+    assert "--host" not in argv and "--host=10.0.0.5" in argv, "the user's host is kept, not doubled"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from specforge.contracts import (
     TargetEngine,
 )
 from specforge.errors import UserError
+from specforge.progress import PhaseProgress
 
 log = logging.getLogger(__name__)
 
@@ -135,20 +135,16 @@ def capture_into_store(engine: TargetEngine, samples: Sequence[Sample], request:
         raise UserError(f"the read-only feature store holds features that do not match this run ({why}); "
                         f"capture them again into a writable store, or run with the settings they were captured with")
     summary.changed = stale
-    bar = None
-    if progress and todo and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc="capture", unit="sample", dynamic_ncols=True)
-    for i in range(0, len(todo), batch_size):
-        chunk = todo[i:i + batch_size]
-        features = engine.capture([s for s, _ in chunk], request)
-        for (_, key), feats in zip(chunk, features):
-            summary.add(store.put(key, feats))
-            summary.captured += 1
-        if bar is not None:
+    bar = PhaseProgress("capture", len(todo), "samples", log=log, enabled=progress)
+    try:
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i:i + batch_size]
+            features = engine.capture([s for s, _ in chunk], request)
+            for (_, key), feats in zip(chunk, features):
+                summary.add(store.put(key, feats))
+                summary.captured += 1
             bar.update(len(chunk))
-    if bar is not None:
+    finally:
         bar.close()
     summary.seconds = time.perf_counter() - started
     return summary

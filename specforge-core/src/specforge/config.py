@@ -80,9 +80,14 @@ class DataSection(Options):
     section: ClassVar[str] = "data"
 
     path: str = ""
-    """Conversations JSONL; empty: the embedded demo data."""
+    """Conversations (JSONL, .jsonl.gz, .jsonl.zst, Parquet, a datasets save_to_disk folder) or a tokenized
+    dataset (``specforge prepare-data --output``); empty: the embedded demo data."""
     eval_path: str = ""
     """Held-out prompts for evaluation (conversations JSONL)."""
+    eval_holdout: Annotated[float | None, Range(ge=0, note="a fraction below 1, or a count")] = None
+    """Samples kept out of training for evaluation, decided by a hash of each sample's id: a fraction in
+    [0, 1) or a count >= 1; unset: none when eval_path is given or evaluation is off, else 2% (at least
+    1, at most 256)."""
     max_length: Annotated[int, Range(ge=1)] = 512
     """Samples longer than this many tokens are cut."""
     chat_template: str = ""
@@ -91,6 +96,14 @@ class DataSection(Options):
     """Skip (and count) malformed lines instead of stopping at the first."""
     max_samples: Annotated[int, Range(ge=0, note="0 means all")] = 0
     """Use only the first N usable conversations."""
+    tokenize_workers: Annotated[int, Range(ge=0, note="0 means one per CPU core for corpora over 8 MiB")] = 0
+    """Processes that tokenize raw data (once: the result is cached); any number writes the same dataset."""
+
+    def problems(self) -> list[str]:
+        if self.eval_holdout is not None and self.eval_holdout >= 1 and not float(self.eval_holdout).is_integer():
+            return [f"data.eval_holdout {self.eval_holdout!r}: a count must be a whole number (or give a "
+                    f"fraction below 1)"]
+        return []
 
 
 @dataclass(frozen=True)

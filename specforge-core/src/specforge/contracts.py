@@ -404,6 +404,58 @@ class DecodeSession(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class TreeShape:
+    """The draft tree a serving engine verifies, in SGLang's three numbers: ``num_steps``
+    (``--speculative-num-steps``, the depth), ``topk`` (``--speculative-eagle-topk``, children
+    expanded per node and beams kept per step) and ``num_draft_tokens``
+    (``--speculative-num-draft-tokens``: verified tokens per round, the root included)."""
+
+    num_steps: int
+    topk: int
+    num_draft_tokens: int
+
+
+@dataclass(frozen=True)
+class DraftTree:
+    """Drafted tokens as a tree: ``parents[i]`` is the index of node ``i``'s parent (< i), or -1
+    for a child of the newest accepted token."""
+
+    tokens: tuple[int, ...]
+    parents: tuple[int, ...]
+
+    def depth(self) -> int:
+        depths: list[int] = []
+        for p in self.parents:
+            depths.append(1 if p < 0 else depths[p] + 1)
+        return max(depths, default=0)
+
+
+@runtime_checkable
+class TreeDrafter(Protocol):
+    """Optional on a strategy: draft a tree for tree verification (``eval.topk`` > 1)."""
+
+    def propose_tree(self, draft: Any, state: Any, accepted_ids: Sequence[int], features: SampleFeatures,
+                     shape: TreeShape) -> DraftTree:
+        """Like ``propose``, a tree of at most ``shape.num_draft_tokens - 1`` nodes and depth
+        ``shape.num_steps`` (``specforge.api.topk_tree`` builds SGLang's from a next-token function)."""
+
+
+@runtime_checkable
+class TreeDecodeSession(DecodeSession, Protocol):
+    """Optional on a decode session: verify a tree of drafts in one target pass (tree attention)."""
+
+    def extend_tree(self, ids: Sequence[int], parents: Sequence[int]) -> SampleFeatures:
+        """Run tree nodes after the cached tokens: node ``i`` attends to the cache and to its
+        ancestors (``parents[i]`` < i, -1 for a child of the cached sequence), at position
+        ``length + depth``. Features and ``"logits"`` per node, in node order; the cache then
+        holds every node until ``keep``."""
+
+    def keep(self, nodes: Sequence[int]) -> None:
+        """Keep, of the last ``extend_tree``'s nodes, exactly ``nodes`` (a root-to-node path, in
+        order) after the earlier cached tokens; every other node leaves the cache."""
+
+
 @runtime_checkable
 class DecodingEngine(Protocol):
     """Optional on a target engine: incremental verification. Speculative decoding then costs one

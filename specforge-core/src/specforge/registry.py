@@ -36,7 +36,8 @@ BUILTIN_MODULES = (
 
 # Names our own packages provide, so an unknown name can say what to install.
 FIRST_PARTY: dict[str, dict[str, str]] = {
-    "strategy": {"eagle3": "specforge-eagle3", "dflash": "specforge-dflash", "domino": "specforge-domino"},
+    "strategy": {"eagle3": "specforge-eagle3", "dflash": "specforge-dflash", "domino": "specforge-domino",
+                 "peagle": "specforge-peagle", "dspark": "specforge-dspark"},
     "feature_store": {"mooncake": "specforge-mooncake"},
     "target_engine": {"sglang": "specforge-sglang"},
 }

@@ -59,7 +59,8 @@ def test_overwrite_moves_the_old_run_aside_and_starts_clean(world, tmp_path):
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("r.replaced-")]
     assert len(aside) == 1 and (aside[0] / "metrics.jsonl").read_text() == old_metrics
     assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 1
-    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["step-00000001"]
+    # the new run's only checkpoint is also its best (no eval during training: best = final)
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["best", "best.json", "step-00000001"]
     assert (tmp_path / "last").resolve() == (tmp_path / "r").resolve()
 
 

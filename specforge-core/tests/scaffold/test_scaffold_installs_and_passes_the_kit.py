@@ -1,101 +1,78 @@
-"""A scaffolded strategy installs, is listed at once, fails its kit until filled in, then passes.
+"""A scaffolded strategy installs, is listed incomplete and refused until its TODOs are done, then is
+listed ok, planned, and passes its kit and reference tests.
 
-The package is installed editable into this venv (as a plugin author would) under a unique
-name, and removed afterwards. Registry and kit run in subprocesses so the fresh entry point
-is seen the way a new `specforge` or `pytest` process sees it.
+The package is installed the way a user installs a wheel, but into a folder of its own
+(``pip install --no-deps --target``), never into this environment, which parallel tests share.
+Registry, CLI and kit run in subprocesses with that folder on PYTHONPATH, so the entry point is
+found the way a new `specforge` or `pytest` process finds an installed one.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
 import subprocess
 import sys
-import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from specforge.scaffold.render import render_strategy
 
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-
-# What an author writes into the two marked sections (a one-head Medusa-style draft).
-MODEL = '''\
-class {prefix}Draft(nn.Module):
-    def __init__(self, info: TargetInfo, options: {prefix}Options) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(nn.Linear(info.hidden_size, info.hidden_size)
-                                    for _ in range(options.hidden_layers))
-        for block in self.blocks:
-            nn.init.zeros_(block.weight)
-            nn.init.zeros_(block.bias)
-        self.register_buffer("lm_head_weight", info.lm_head_weight.detach().clone(), persistent=False)
-
-    def forward(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        h = last_hidden  # [B, S, H]
-        for block in self.blocks:
-            h = h + torch.nn.functional.silu(block(h))
-        return torch.nn.functional.linear(h, self.lm_head_weight)  # [B, S, V]
-'''
-LOSS = '''\
-        logits = draft(batch["last_hidden"])  # [B, S, V]
-        labels = batch["input_ids"][:, 2:]
-        weight = batch["loss_mask"][:, 2:].float()
-        ce = torch.nn.functional.cross_entropy(logits[:, :-2].flatten(0, 1), labels.flatten(),
-                                               reduction="none")
-        return LossOutput(terms=((ce * weight.flatten()).sum(), weight.sum()))
-'''
+SPECFORGE = [sys.executable, "-m", "specforge"]
+KIT = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
 
 
-def _fill(text: str, section: str, code: str) -> str:
-    pattern = re.compile(rf"^[ \t]*# ---- TODO\(author\): {section}\b.*?# ---- end TODO\(author\): {section}[^\n]*\n",
-                         re.S | re.M)
-    filled, count = pattern.subn(lambda _: code, text)
-    assert count == 1, f"the {section} section is not marked exactly once"
-    return filled
+def _run(args: list[str], site: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
-def _run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+def _install(package: Path, site: Path) -> Path:
+    done = _run([*PIP, "install", "--no-deps", "--no-build-isolation", "--target", str(site), str(package)])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return site
 
 
-@pytest.fixture
-def installed_scaffold(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def _status(name: str, site: Path) -> str:
+    listing = _run([*SPECFORGE, "plugins", "--kind", "strategy"], site)
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if f" {name} " in line)
+    assert f"specforge-{name}  0.1.0" in row, row
+    return row
+
+
+def test_scaffold_is_incomplete_and_refused_until_its_todos_are_done_then_ok_and_passes(tmp_path: Path) -> None:
     name = f"kitprobe-{uuid.uuid4().hex[:8]}"
     dest = tmp_path / f"specforge-{name}"
     render_strategy(name, dest)
-    done = _run([*PIP, "install", "--no-deps", "-e", str(dest)])
-    assert done.returncode == 0, done.stdout + done.stderr
-    try:
-        yield name, dest
-    finally:
-        _run([*PIP, "uninstall", "-y", f"specforge-{name}"])
+    package = f"specforge_{name.replace('-', '_')}"
+    site = _install(dest, tmp_path / "site-unfilled")
 
-
-def test_scaffold_is_listed_fails_its_kit_until_filled_and_then_passes(installed_scaffold: tuple[str, Path]) -> None:
-    name, dest = installed_scaffold
-
-    listing = _run([sys.executable, "-c",
-                    "import json, sys; from specforge.registry import load_registry; "
-                    "reg = load_registry().get('strategy', sys.argv[1]); "
-                    "print(json.dumps([reg.plugin.distribution, reg.plugin.version]))", name])
-    assert listing.returncode == 0, listing.stderr
-    assert json.loads(listing.stdout) == [f"specforge-{name}", "0.1.0"]
-
-    kit = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"]
-    unfilled = _run(kit, cwd=dest)
+    assert f"incomplete: TODO(author) sections left in {package}/model.py: model, loss, decoding" in _status(name, site)
+    plan = _run([*SPECFORGE, "run", "--strategy", name, "--plan"], site)
+    assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert plan.stderr.strip().splitlines() == [
+        f"error: strategy {name!r} from specforge-{name} is incomplete: TODO(author) sections left in "
+        f"{package}/model.py: model, loss, decoding (make the method yours, then delete their marker lines)"]
+    unfilled = _run([*KIT, "-k", "registered"], site, cwd=dest)
     assert unfilled.returncode == 1, unfilled.stdout + unfilled.stderr
-    assert "NotImplementedError: TODO(author)" in unfilled.stdout
-    assert re.search(r"\b\d+ failed\b", unfilled.stdout), unfilled.stdout
+    assert f"strategy {name!r} is registered incomplete" in unfilled.stdout
+    assert re.search(r"\b1 failed\b", unfilled.stdout), unfilled.stdout
 
-    model = dest / "src" / f"specforge_{name.replace('-', '_')}" / "model.py"
-    prefix = "".join(p.capitalize() for p in name.split("-"))
-    text = _fill(model.read_text(), "model", MODEL.format(prefix=prefix))
-    model.write_text(_fill(text, "loss", textwrap.indent(textwrap.dedent(LOSS), "    ")))
+    # The author makes the method theirs (here: keeps it) and deletes the marker lines.
+    model = dest / "src" / package / "model.py"
+    model.write_text("".join(line for line in model.read_text().splitlines(keepends=True)
+                             if "TODO(author)" not in line))
+    site = _install(dest, tmp_path / "site-filled")
 
-    filled = _run(kit, cwd=dest)
+    assert re.search(r"\bok\b", _status(name, site).split(f"specforge-{name}  0.1.0", 1)[1])
+    plan = _run([*SPECFORGE, "run", "--strategy", name, "--plan"], site)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert re.search(rf"^  strategy\s+{name}\s+specforge-{name} 0\.1\.0$", plan.stdout, re.M)
+    assert "export         format hf (strategy" in plan.stdout
+    filled = _run(KIT, site, cwd=dest)
     assert filled.returncode == 0, filled.stdout + filled.stderr
-    assert re.search(r"\b12 passed\b", filled.stdout), filled.stdout
+    assert re.search(r"\b18 passed\b", filled.stdout), filled.stdout

@@ -97,7 +97,7 @@ def test_files_are_plain_safetensors_with_the_key_in_their_metadata(tmp_path):
     record = store.put(FeatureKey("f", "e0/3", 2), {"x": torch.arange(4, dtype=torch.int16)})
     (path,) = (tmp_path / "f").rglob("*.safetensors")
     with safetensors.safe_open(str(path), framework="pt") as f:
-        assert f.metadata() == {"namespace": "f", "sample_id": "e0/3", "generation": "2"}
+        assert f.metadata() == {"namespace": "f", "sample_id": "e0/3", "generation": "2", "store_dtype": "target"}
         assert torch.equal(f.get_tensor("x"), torch.arange(4, dtype=torch.int16))
     assert record.key.generation == 2
 

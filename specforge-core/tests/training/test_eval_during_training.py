@@ -14,8 +14,9 @@ from safetensors.torch import load_file
 
 from specforge.testing.cli import run_specforge as specforge
 
-STEPS = 12  # 24 conversations, batch 2, one process
-EVAL = ("--set", "eval.num_prompts=4", "--set", "eval.max_new_tokens=8", "--set", "eval.k=3")
+STEPS = 10  # 24 conversations less 4 held out for evaluation, batch 2, one process
+EVAL = ("--set", "data.eval_holdout=4", "--set", "eval.num_prompts=4", "--set", "eval.max_new_tokens=8",
+        "--set", "eval.k=3")
 
 
 def args(target: Path, data: Path, out: Path, name: str, *extra: str) -> list[str]:
@@ -42,11 +43,11 @@ def test_eval_every_writes_tau_and_keeps_the_best_checkpoint_through_rotation(
     run_dir = tmp_path / "r"
     lines = metrics(run_dir)
     evaluated = [x for x in lines if "eval/tau" in x]
-    assert [x["step"] for x in evaluated] == [4, 8, 12]
+    assert [x["step"] for x in evaluated] == [4, 8, 10]
     for x in evaluated:
         assert 1.0 <= x["eval/tau"] <= 4.0
         assert {"eval/accept_pos1", "eval/accept_pos2", "eval/accept_pos3"} <= x.keys()
-    assert all("eval/tau" not in x for x in lines if x["step"] % 4)
+    assert all("eval/tau" not in x for x in lines if x["step"] % 4 and x["step"] != STEPS), "and at the last step"
     best_step = max(evaluated, key=lambda x: (x["eval/tau"], -x["step"]))["step"]
     link, record = best_of(run_dir)
     assert link == f"step-{best_step:08d}" and record["step"] == best_step
@@ -80,7 +81,7 @@ def test_a_killed_run_with_evaluation_resumes_exactly_and_keeps_its_best(specfor
     a, b = load_file(str(whole / final)), load_file(str(cut / final))
     assert all(torch.equal(a[k], b[k]) for k in a), "evaluating during training does not change training"
     assert [x["step"] for x in metrics(cut)] == list(range(1, STEPS + 1))
-    assert [x["step"] for x in metrics(cut) if "eval/tau" in x] == [3, 6, 9, 12]
+    assert [x["step"] for x in metrics(cut) if "eval/tau" in x] == [3, 6, 9, 10]
     assert best_of(cut) == best_of(whole), "the resumed run picks the same best as the uninterrupted one"
     assert (cut / "checkpoints" / "best" / "state.pt").is_file()
 
@@ -91,7 +92,7 @@ def test_two_ranks_share_the_evaluation_and_agree_with_the_final_one(specforge_t
                     "--set", 'training.parallel="fsdp"', "--set", "training.eval_every=3"))
     lines = metrics(tmp_path / "r")
     evaluated = [x for x in lines if "eval/tau" in x]
-    assert [x["step"] for x in evaluated] == [3, 6]
+    assert [x["step"] for x in evaluated] == [3, 5]
     report = json.loads((tmp_path / "r" / "eval.json").read_text())
     assert report["after"]["tau"] == pytest.approx(evaluated[-1]["eval/tau"]), \
         "two ranks' shares, summed, give the τ rank 0 measures alone on every prompt"

@@ -1,9 +1,12 @@
 """DFlash block attention: every block query against the shared context keys and its own block.
 
-Two backends compute the same thing:
-* ``blockwise`` (any device): scores against the context [.., N·bs, S] and against the block
-  [.., N, bs, bs], one softmax over both. The largest tensor is the scores,
-  B·heads·N·bs·(S+bs) elements, linear in the number of anchors (never N²·bs² or N·S²).
+Three backends compute the same thing:
+* ``prefix`` (any device, the default off CUDA): see ``prefix_attention``; each group of
+  anchor-sorted blocks reads only the context before its last anchor, and backward recomputes
+  probabilities group by group, so memory is linear in S and the work about half of ``blockwise``.
+* ``blockwise`` (any device): the plain reference. Scores against the context [.., N·bs, S] and
+  against the block [.., N, bs, bs], one softmax over both, probabilities kept for backward:
+  B·heads·N·bs·(S+bs) elements (never N²·bs² or N·S², but N·bs·S).
 * ``flex`` (CUDA): ``torch.nn.attention.flex_attention`` over the concatenated keys with a
   BlockMask built from the same predicate (mask.flex_mask_mod), compiled once per process.
 Rows with no visible key (unkept blocks) output zeros.
@@ -14,8 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from specforge_dflash import mask as masks
+from specforge_dflash.prefix_attention import SamplePlan, plan_prefix, prefix_attention
 
 _compiled_flex = None
 _compiled_block_mask = None
@@ -25,18 +30,24 @@ _compiled_block_mask = None
 class AttentionPlan:
     """What one draft forward needs to attend, built once and shared by all layers."""
 
-    backend: str  # "blockwise" | "flex"
+    backend: str  # "prefix" | "blockwise" | "flex"
     # blockwise: layer type -> (context visibility [B,N,bs,S], block visibility [B,N,bs,bs])
     visibility: dict[str, tuple[torch.Tensor, torch.Tensor]]
     # flex: layer type -> BlockMask over [N·bs, S + N·bs]
     block_masks: dict[str, object]
+    block_size: int
+    # prefix: each sample's anchor-sorted kept blocks and their groups; layer type -> window
+    samples: tuple[SamplePlan, ...] = ()
+    windows: dict[str, int | None] | None = None
 
 
 def plan_attention(anchors: torch.Tensor, keep: torch.Tensor, context_len: int, block_size: int,
                    windows: dict[str, int | None], backend: str) -> AttentionPlan:
     """Masks for each layer type present (``windows`` maps type -> sliding window or None)."""
     if backend == "auto":
-        backend = "flex" if anchors.is_cuda else "blockwise"
+        backend = "flex" if anchors.is_cuda else "prefix"
+    if backend == "prefix":
+        return AttentionPlan(backend, {}, {}, block_size, plan_prefix(anchors, keep, block_size), dict(windows))
     visibility, block_masks = {}, {}
     for layer_type, window in windows.items():
         if backend == "flex":
@@ -45,13 +56,22 @@ def plan_attention(anchors: torch.Tensor, keep: torch.Tensor, context_len: int, 
             visibility[layer_type] = (
                 masks.context_visibility(anchors, keep, context_len, block_size, window),
                 masks.block_visibility(keep, block_size, causal=window is not None))
-    return AttentionPlan(backend, visibility, block_masks)
+    return AttentionPlan(backend, visibility, block_masks, block_size)
 
 
 def attend(plan: AttentionPlan, layer_type: str, q: torch.Tensor, k_ctx: torch.Tensor, v_ctx: torch.Tensor,
-           k_blk: torch.Tensor, v_blk: torch.Tensor, scale: float) -> torch.Tensor:
-    """q/k_blk/v_blk [B, heads, N·bs, D] (k/v with kv-heads), k_ctx/v_ctx [B, kv_heads, S, D]
-    -> [B, heads, N·bs, D]."""
+           k_blk: torch.Tensor, v_blk: torch.Tensor, scale: float, first_slot: int = 0) -> torch.Tensor:
+    """q [B, heads, N·(bs - first_slot), D] (each block's slots first_slot..bs-1), k_blk/v_blk
+    [B, kv_heads, N·bs, D], k_ctx/v_ctx [B, kv_heads, S, D] -> [B, heads, N·(bs - first_slot), D]."""
+    if plan.backend == "prefix":
+        return prefix_attention(q, k_ctx, v_ctx, k_blk, v_blk, plan.samples, plan.block_size,
+                                plan.windows[layer_type], scale, first_slot)
+    if first_slot:  # the reference backends attend with every slot as a query; the extra rows are dropped
+        B, H, _, D = q.shape
+        bs = plan.block_size
+        q = F.pad(q.view(B, H, -1, bs - first_slot, D), (0, 0, first_slot, 0)).view(B, H, -1, D)
+        out = attend(plan, layer_type, q, k_ctx, v_ctx, k_blk, v_blk, scale)
+        return out.view(B, H, -1, bs, D)[:, :, :, first_slot:].reshape(B, H, -1, D)
     if plan.backend == "flex":
         return flex_block_attention(q, k_ctx, v_ctx, k_blk, v_blk, plan.block_masks[layer_type], scale)
     ctx_vis, blk_vis = plan.visibility[layer_type]

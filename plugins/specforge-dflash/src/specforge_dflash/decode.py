@@ -21,7 +21,8 @@ class DecodeState:
 
 def propose_block(draft: Any, state: DecodeState, accepted_ids: Sequence[int], features: dict,
                   k: int) -> list[int]:
-    """Draft up to ``min(k, bs-1)`` tokens after ``accepted_ids[-1]`` from features of ``accepted_ids[:-1]``."""
+    """Draft up to ``k`` of the tokens the model's ``draft_block`` gives (DFlash: bs-1) after
+    ``accepted_ids[-1]``, from features of ``accepted_ids[:-1]``."""
     model = unwrap(draft)
     if not accepted_ids:
         raise ValueError("propose needs at least the target's first token in accepted_ids")

@@ -1,18 +1,17 @@
 """Per-slot cross-entropy over the frozen target lm_head, in memory-bounded chunks, and its reduction.
 
-The vocabulary projection of N·bs slots is the largest activation of a DFlash step, so slot
-losses are computed over chunks of kept blocks with non-reentrant activation checkpointing:
-at most ``chunk`` blocks of logits exist at once, forward or backward, and the result equals
-one full pass.
+The vocabulary projection of N·bs slots is the largest activation of a DFlash step, so at most
+``loss_chunk_blocks`` blocks of logits exist at once, forward or backward, and the result equals
+one full pass. The lm_head is frozen, so ``frozen_head_ce`` takes each chunk's d CE / d hidden
+while the chunk's logits exist and backward only scales it by the incoming gradient: two
+vocabulary matmuls a step, against three for recomputation under activation checkpointing.
+``softmax_ce`` is shared with Domino's head loss, which recomputes all but its last chunk in
+backward instead (its correction has trainable weights after the vocabulary projection).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from specforge.api import LossOutput
 from specforge_dflash.labels import BlockTargets
@@ -20,36 +19,81 @@ from specforge_dflash.labels import BlockTargets
 HALF = (torch.float16, torch.bfloat16)
 
 
-def token_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits [..., V], labels [...] -> (cross-entropy [...], argmax == label [...])."""
-    acc = torch.float32 if logits.dtype in HALF else logits.dtype
-    ce = F.cross_entropy(logits.to(acc).flatten(0, -2), labels.flatten(), reduction="none")
-    return ce.view(labels.shape), logits.argmax(-1) == labels
+def softmax_ce(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logits [C, V], labels [C] -> (softmax [C, V] in at least fp32, CE [C], argmax == label [C]).
 
-
-def map_kept_blocks(fn: Callable[..., tuple[torch.Tensor, ...]], inputs: tuple[torch.Tensor, ...],
-                    keep: torch.Tensor, chunk: int) -> tuple[torch.Tensor, ...]:
-    """Apply ``fn`` to kept blocks, ``chunk`` blocks at a time; scatter results back to [B, N, ...].
-
-    ``inputs`` are [B, N, bs, ...]; ``fn`` takes them as [M, bs, ...] and returns tensors
-    [M, bs]. Unkept blocks get zeros (False for booleans) and cost nothing.
+    One max (with its index, for the argmax) and one fused softmax: the log-sum-exp is read off
+    the top class, whose probability (>= 1/V) never underflows, so CE = lse - logit[label] as
+    in ``F.cross_entropy``.
     """
-    B, N = keep.shape
+    acc = logits.to(torch.float32 if logits.dtype in HALF else logits.dtype)
+    top, arg = acc.max(-1)  # [C]: the first maximum, as argmax
+    p = torch.softmax(acc, -1)
+    lse = top - p.gather(1, arg[:, None]).squeeze(1).log()
+    return p, lse - acc.gather(1, labels[:, None]).squeeze(1), arg == labels
+
+
+def softmax_grad(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """logits [C, V], labels [C] -> d CE / d logits [C, V] (softmax - one_hot, at least fp32)."""
+    acc = logits.to(torch.float32 if logits.dtype in HALF else logits.dtype)
+    return minus_one_hot_(torch.softmax(acc, -1), labels)
+
+
+def minus_one_hot_(p: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """softmax [C, V] -> d CE / d logits = softmax - one_hot(labels), in place."""
+    return p.scatter_add_(1, labels[:, None], p.new_full((len(labels), 1), -1.0))
+
+
+class _FrozenHeadCE(torch.autograd.Function):
+    """CE of ``h @ weight.T`` per row, with d CE / d h computed in forward chunk by chunk."""
+
+    @staticmethod
+    def forward(ctx, h, weight, labels, chunk_rows, need_grad):
+        ces, hits, grads = [], [], []
+        for start in range(0, h.shape[0], chunk_rows):
+            hc, yc = h[start:start + chunk_rows], labels[start:start + chunk_rows]  # [C, H], [C]
+            p, ce, hit = softmax_ce(torch.matmul(hc, weight.t()), yc)  # p [C, V]
+            ces.append(ce)
+            hits.append(hit)
+            if need_grad:
+                grads.append(torch.matmul(minus_one_hot_(p, yc).to(weight.dtype), weight).to(h.dtype))  # [C, H]
+            del p
+        if need_grad:
+            ctx.save_for_backward(torch.cat(grads))
+        return torch.cat(ces), torch.cat(hits)
+
+    @staticmethod
+    def backward(ctx, grad_ce, _grad_hits):
+        (dce_dh,) = ctx.saved_tensors  # [M, H]
+        return dce_dh * grad_ce[:, None].to(dce_dh.dtype), None, None, None, None
+
+
+def frozen_head_ce(h: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                   chunk_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """h [..., H], frozen ``weight`` [V, H], labels [...] -> (CE [...], argmax == label [...]).
+
+    Equals ``F.cross_entropy(h @ weight.T, labels)`` per row (and the argmax check) and its
+    gradient; the logits exist ``chunk_rows`` rows at a time.
+    """
+    if weight.requires_grad:
+        raise ValueError("frozen_head_ce needs a frozen projection (the target's lm_head)")
+    need_grad = torch.is_grad_enabled() and h.requires_grad
+    ce, hit = _FrozenHeadCE.apply(h.reshape(-1, h.shape[-1]), weight, labels.reshape(-1), chunk_rows, need_grad)
+    return ce.view(labels.shape), hit.view(labels.shape)
+
+
+def kept_blocks(inputs: tuple[torch.Tensor, ...], keep: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(indices [M] of kept blocks in B·N order, each input [B, N, ...] reduced to [M, ...])."""
     idx = keep.flatten().nonzero().squeeze(1)  # [M]
     if idx.numel() == 0:
         raise ValueError("no kept block to compute a loss on")
-    flat = [t.flatten(0, 1).index_select(0, idx) for t in inputs]  # [M, bs, ...]
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in flat)
-    pieces = []
-    for start in range(0, idx.numel(), chunk):
-        args = [t[start:start + chunk] for t in flat]
-        pieces.append(checkpoint(fn, *args, use_reentrant=False) if grad else fn(*args))
-    outputs = []
-    for parts in zip(*pieces):
-        part = torch.cat(parts)  # [M, bs]
-        full = part.new_zeros((B * N, *part.shape[1:])).index_copy(0, idx, part)
-        outputs.append(full.view(B, N, *part.shape[1:]))
-    return tuple(outputs)
+    return idx, [t.flatten(0, 1).index_select(0, idx) for t in inputs]
+
+
+def scatter_blocks(parts: tuple[torch.Tensor, ...], idx: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Results [M, ...] of kept blocks back to [B, N, ...], zeros (False) for unkept blocks."""
+    B, N = keep.shape
+    return tuple(p.new_zeros((B * N, *p.shape[1:])).index_copy(0, idx, p).view(B, N, *p.shape[1:]) for p in parts)
 
 
 def weighted_sum(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

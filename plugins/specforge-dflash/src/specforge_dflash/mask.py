@@ -8,6 +8,7 @@ layers, key slot <= j on sliding layers). Unkept (padding) blocks see nothing.
 
 Instead of one dense [N·bs, S + N·bs] mask, whose block-block part grows with N², the mask is
 kept as a context part [B, N, bs, S] and a block part [B, N, bs, bs]: O(N·bs·(S+bs)) booleans.
+The prefix backend builds the context part only on the columns where it varies.
 """
 
 from __future__ import annotations
@@ -30,12 +31,30 @@ def context_visibility(anchors: torch.Tensor, keep: torch.Tensor, context_len: i
     return visible.expand(*anchors.shape, block_size, context_len)
 
 
+def slot_visibility(block_size: int, causal: bool, device=None) -> torch.Tensor:
+    """Bool [bs, bs]: slot j of a kept block may see slot i of the same block."""
+    base = torch.ones(block_size, block_size, dtype=torch.bool, device=device)
+    return base.tril() if causal else base
+
+
 def block_visibility(keep: torch.Tensor, block_size: int, causal: bool) -> torch.Tensor:
     """Bool [B, N, bs, bs]: slot j may see slot i of its own block."""
-    base = torch.ones(block_size, block_size, dtype=torch.bool, device=keep.device)
-    if causal:
-        base = base.tril()
-    return base & keep[:, :, None, None]
+    return slot_visibility(block_size, causal, keep.device) & keep[:, :, None, None]
+
+
+def grouped_context_hidden(anchors: torch.Tensor, starts: torch.Tensor, width: int, block_size: int,
+                           window: int | None = None, first_slot: int = 0) -> torch.Tensor:
+    """Bool [M·(bs - first_slot), width]: True where slot j >= ``first_slot`` of kept block m
+    (anchor ``anchors[m]``) may NOT see context position ``starts[m] + c``; ``context_visibility``
+    on a column range per block (each block's group reads its own range), negated."""
+    q = block_size - first_slot
+    c = torch.arange(width, device=anchors.device)  # [W]
+    rel = (anchors - starts).repeat_interleave(q)[:, None]  # [M·q, 1]: the anchor, as a column
+    hidden = c >= rel  # t >= a
+    if window is not None:
+        j = torch.arange(first_slot, block_size, device=anchors.device).repeat(anchors.shape[0])[:, None]
+        hidden = hidden | (c < rel + j - (window - 1))  # t < a + j - (W-1)
+    return hidden
 
 
 def flex_mask_mod(anchors: torch.Tensor, keep: torch.Tensor, context_len: int, block_size: int,

@@ -8,29 +8,34 @@ keys/values by every layer; queries come only from the noise block.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from specforge.api.nn import RMSNorm, RotaryEmbedding, SwiGLUMLP, apply_rotary
 from specforge_dflash.anchors import block_positions
 from specforge_dflash.attention import AttentionPlan, attend, plan_attention
 from specforge_dflash.draft_config import DFlashConfig
-from specforge_dflash.loss import map_kept_blocks, token_ce
+from specforge_dflash.loss import frozen_head_ce, kept_blocks, scatter_blocks
 
 FROZEN = ("embed_tokens.weight", "lm_head.weight")
 INIT_STD = 0.02
 
 
 class Rope:
-    """cos/sin [B, L, D] for the context positions and the block positions of one forward."""
+    """cos/sin [B, S + N·bs, D]: the context positions, then the block slots' positions."""
 
-    def __init__(self, cos_ctx, sin_ctx, cos_blk, sin_blk) -> None:
-        self.cos_ctx, self.sin_ctx, self.cos_blk, self.sin_blk = cos_ctx, sin_ctx, cos_blk, sin_blk
+    def __init__(self, cos: torch.Tensor, sin: torch.Tensor, context_len: int, block_size: int) -> None:
+        self.cos, self.sin, self.context_len, self.block_size = cos, sin, context_len, block_size
 
-    def context(self, x: torch.Tensor) -> torch.Tensor:
-        return apply_rotary(x, self.cos_ctx, self.sin_ctx)
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, heads, S + N·bs, D]: the context and every block slot."""
+        return apply_rotary(x, self.cos, self.sin)
 
-    def block(self, x: torch.Tensor) -> torch.Tensor:
-        return apply_rotary(x, self.cos_blk, self.sin_blk)
+    def queries(self, x: torch.Tensor, first_slot: int = 0) -> torch.Tensor:
+        """x [B, heads, N·(bs - first_slot), D]: slots first_slot.. of each block."""
+        S = self.context_len
+        cos, sin = (drop_slots(t[:, S:], self.block_size, first_slot) for t in (self.cos, self.sin))
+        return apply_rotary(x, cos, sin)
 
 
 class DFlashAttention(nn.Module):
@@ -40,6 +45,7 @@ class DFlashAttention(nn.Module):
         super().__init__()
         h, hd = cfg.hidden_size, cfg.head_dim
         self.layer_type, self.head_dim, self.scale = layer_type, hd, hd ** -0.5
+        self.block_size = cfg.block_size
         self.q_proj = nn.Linear(h, cfg.num_attention_heads * hd, bias=False)
         self.k_proj = nn.Linear(h, cfg.num_key_value_heads * hd, bias=False)
         self.v_proj = nn.Linear(h, cfg.num_key_value_heads * hd, bias=False)
@@ -50,16 +56,26 @@ class DFlashAttention(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(*x.shape[:2], x.shape[-1] // self.head_dim, self.head_dim)  # [B, L, heads, D]
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor, rope: Rope, plan: AttentionPlan) -> torch.Tensor:
-        B, Q, _ = x.shape
-        q = self.q_norm(self._heads(self.q_proj(x))).transpose(1, 2)  # [B, Hq, Q, D]
-        k_blk = self.k_norm(self._heads(self.k_proj(x))).transpose(1, 2)  # [B, Hkv, Q, D]
-        v_blk = self._heads(self.v_proj(x)).transpose(1, 2)
-        k_ctx = self.k_norm(self._heads(self.k_proj(ctx))).transpose(1, 2)  # [B, Hkv, S, D]
-        v_ctx = self._heads(self.v_proj(ctx)).transpose(1, 2)
-        q, k_blk, k_ctx = rope.block(q), rope.block(k_blk), rope.context(k_ctx)
-        out = attend(plan, self.layer_type, q, k_ctx, v_ctx, k_blk, v_blk, self.scale)  # [B, Hq, Q, D]
-        return self.o_proj(out.transpose(1, 2).reshape(B, Q, -1))
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, rope: Rope, plan: AttentionPlan,
+                first_slot: int = 0) -> torch.Tensor:
+        """x [B, N·bs, H] -> [B, N·(bs - first_slot), H]: the outputs of slots >= ``first_slot``."""
+        B, S = ctx.shape[:2]
+        xq = drop_slots(x, self.block_size, first_slot)  # [B, Q', H]: the query slots
+        q = rope.queries(self.q_norm(self._heads(self.q_proj(xq))).transpose(1, 2), first_slot)  # [B, Hq, Q', D]
+        keyed = torch.cat([ctx, x], dim=1)  # [B, S + N·bs, H]: context and block slots share k/v weights
+        k = rope.keys(self.k_norm(self._heads(self.k_proj(keyed))).transpose(1, 2))  # [B, Hkv, S + N·bs, D]
+        v = self._heads(self.v_proj(keyed)).transpose(1, 2)
+        out = attend(plan, self.layer_type, q, k[:, :, :S], v[:, :, :S], k[:, :, S:], v[:, :, S:], self.scale,
+                     first_slot)  # [B, Hq, Q', D]
+        return self.o_proj(out.transpose(1, 2).reshape(B, xq.shape[1], -1))
+
+
+def drop_slots(x: torch.Tensor, block_size: int, first_slot: int) -> torch.Tensor:
+    """[B, N·bs, ...] -> [B, N·(bs - first_slot), ...]: the rows of slots >= ``first_slot``."""
+    if not first_slot:
+        return x
+    B, Q = x.shape[:2]
+    return x.view(B, Q // block_size, block_size, *x.shape[2:])[:, :, first_slot:].flatten(1, 2)
 
 
 class DFlashDecoderLayer(nn.Module):
@@ -69,9 +85,13 @@ class DFlashDecoderLayer(nn.Module):
         self.self_attn = DFlashAttention(cfg, layer_type)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps)
         self.mlp = SwiGLUMLP(cfg.hidden_size, cfg.intermediate_size)
+        self.block_size = cfg.block_size
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor, rope: Rope, plan: AttentionPlan) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), ctx, rope, plan)
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, rope: Rope, plan: AttentionPlan,
+                first_slot: int = 0) -> torch.Tensor:
+        """x [B, N·bs, H] -> [B, N·(bs - first_slot), H] (every slot still serves as a key)."""
+        attn = self.self_attn(self.input_layernorm(x), ctx, rope, plan, first_slot)
+        x = drop_slots(x, self.block_size, first_slot) + attn
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -122,8 +142,12 @@ class DFlashDraftModel(nn.Module):
     # ------------------------------------------------------------------ forward
 
     def hidden(self, hidden_states: torch.Tensor, block_ids: torch.Tensor, anchors: torch.Tensor,
-               keep: torch.Tensor) -> torch.Tensor:
-        """Draft output (after the final norm) for every block slot: [B, N·bs, H]."""
+               keep: torch.Tensor, first_slot: int = 0) -> torch.Tensor:
+        """Draft output (after the final norm) for block slots >= ``first_slot``: [B, N·(bs - first_slot), H].
+
+        Earlier slots still feed every layer's keys and values; only the last layer's queries,
+        MLP and norm skip them (DFlash never supervises slot 0, the anchor token itself).
+        """
         cfg = self.config
         B, S, width = hidden_states.shape
         if width != cfg.context_width:
@@ -134,14 +158,13 @@ class DFlashDraftModel(nn.Module):
         dtype = self.fc.weight.dtype
         ctx = self.hidden_norm(self.fc(hidden_states.to(dtype)))  # [B, S, H]
         x = self.embed_tokens(block_ids).to(dtype)  # [B, N·bs, H]
-        ctx_pos = torch.arange(S, device=x.device).expand(B, S)
-        cos_c, sin_c = self.rotary(ctx_pos, dtype)
-        cos_b, sin_b = self.rotary(block_positions(anchors, cfg.block_size), dtype)
-        rope = Rope(cos_c, sin_c, cos_b, sin_b)
+        context_pos = torch.arange(S, device=x.device).expand(B, S)
+        positions = torch.cat([context_pos, block_positions(anchors, cfg.block_size)], 1)  # [B, S + N·bs]
+        rope = Rope(*self.rotary(positions, dtype), S, cfg.block_size)
         windows = {t: cfg.window_of(t) for t in dict.fromkeys(cfg.layer_types)}
         plan = plan_attention(anchors, keep, S, cfg.block_size, windows, self.attention_backend)
-        for layer in self.layers:
-            x = layer(x, ctx, rope, plan)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, ctx, rope, plan, first_slot if i == len(self.layers) - 1 else 0)
         return self.norm(x)
 
     def forward(self, hidden_states: torch.Tensor, block_ids: torch.Tensor, anchors: torch.Tensor,
@@ -150,16 +173,18 @@ class DFlashDraftModel(nn.Module):
 
         Without ``labels``: ``{"logits": [B, N, bs, V]}``. With ``labels`` [B, N, bs]:
         ``{"ce", "correct"}`` per slot, computed in chunks (logits never exist for all blocks).
+        Slot 0 is never supervised, so it is not computed: its ce is 0 and correct False.
         """
         B, N = anchors.shape
-        h = self.hidden(hidden_states, block_ids, anchors, keep).view(B, N, self.config.block_size, -1)
+        bs = self.config.block_size
         if labels is None:
+            h = self.hidden(hidden_states, block_ids, anchors, keep).view(B, N, bs, -1)
             return {"logits": self.lm_head(h)}
-        ce, correct = map_kept_blocks(self._slot_losses, (h, labels), keep, self.loss_chunk_blocks)
+        h = self.hidden(hidden_states, block_ids, anchors, keep, first_slot=1).view(B, N, bs - 1, -1)
+        idx, (hk, yk) = kept_blocks((h, labels[:, :, 1:]), keep)  # [M, bs-1, H], [M, bs-1]
+        out = frozen_head_ce(hk, self.lm_head.weight, yk, self.loss_chunk_blocks * (bs - 1))
+        ce, correct = (F.pad(t, (1, 0)) for t in scatter_blocks(out, idx, keep))  # slot 0: 0 / False
         return {"ce": ce, "correct": correct}
-
-    def _slot_losses(self, h: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return token_ce(self.lm_head(h), labels)
 
     @torch.no_grad()
     def draft_block(self, hidden_states: torch.Tensor, first_token: int) -> torch.Tensor:
@@ -171,8 +196,8 @@ class DFlashDraftModel(nn.Module):
         block[0, 0] = first_token
         anchors = torch.tensor([[S]], device=device)
         keep = torch.ones(1, 1, dtype=torch.bool, device=device)
-        logits = self(hidden_states[None].to(device), block, anchors, keep)["logits"]  # [1, 1, bs, V]
-        return logits[0, 0, 1:].argmax(-1)
+        h = self.hidden(hidden_states[None].to(device), block, anchors, keep, first_slot=1)  # [1, bs-1, H]
+        return self.lm_head(h[0]).argmax(-1)
 
     # ------------------------------------------------------------------ export
 

@@ -34,8 +34,8 @@ class DFlashOptions(StrategyOptions):
     """Attention type per draft layer (full_attention | sliding_attention); None: all full."""
     sliding_window: Annotated[int | None, Range(ge=1)] = None
     """Window of sliding_attention layers (required when any layer slides)."""
-    attention: Literal["auto", "blockwise", "flex"] = "auto"
-    """Attention kernel: auto is flex on CUDA, blockwise elsewhere."""
+    attention: Literal["auto", "prefix", "blockwise", "flex"] = "auto"
+    """Attention kernel: auto is flex on CUDA, prefix (grouped by anchor, flash-style) elsewhere."""
     loss_chunk_blocks: Annotated[int, Range(ge=1)] = 128
     """Blocks per vocabulary-projection chunk (bounds the logits' memory)."""
 

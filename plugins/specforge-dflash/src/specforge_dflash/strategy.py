@@ -12,6 +12,12 @@ the export writer) stays DFlash's own:
 - ``block_targets(batch, anchors, keep, cfg)``: what each block slot is trained to predict;
 - ``model_inputs(targets)``: the keyword arguments the draft's forward takes besides the blocks;
 - ``reduce(out, targets, keep, ctx)``: the loss and metrics from the draft's per-slot outputs.
+
+On the draft (``DFlashDraftModel``), a subclass adds its modules in ``build_extra_modules``,
+initialises them in ``init_module``, reads the backbone's per-slot output from
+``hidden(hidden_states, block_ids, anchors, keep)`` [B, N·bs, H], and decides what one decoding
+round proposes in ``draft_block(context, first_token)`` (DFlash: the greedy tokens of slots
+1..bs-1; Domino and DSpark fill the block slot by slot, DSpark all bs slots).
 """
 
 from __future__ import annotations

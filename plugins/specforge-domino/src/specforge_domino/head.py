@@ -33,12 +33,23 @@ def prefix_states(gru: nn.GRU, prev_emb: torch.Tensor, shift_label: bool) -> tor
     return torch.cat([states.new_zeros(states.shape[0], 1, states.shape[2]), states], dim=1)
 
 
-def apply_correction(base_logits: torch.Tensor, hidden: torch.Tensor, prev_emb: torch.Tensor, gru: nn.GRU,
-                     embed_proj: nn.Module, shift_label: bool, start: int) -> torch.Tensor:
-    """base_logits [M, bs, V], hidden [M, bs, H], prev_emb [M, bs, H] -> final logits [M, bs, V]."""
-    bs = base_logits.shape[1]
+def correction_features(hidden: torch.Tensor, prev_emb: torch.Tensor, gru: nn.GRU, embed_proj: nn.Sequential,
+                        shift_label: bool, start: int) -> torch.Tensor:
+    """The input of the correction's vocabulary projection, [M, bs, E]: SiLU(W1·[hidden ; GRU state])
+    for slots >= ``start``, zeros before (so their correction is exactly 0)."""
+    M, bs = hidden.shape[:2]
+    emb_dim = embed_proj[-1].in_features
     if start >= bs:
-        return base_logits
+        return hidden.new_zeros(M, bs, emb_dim)
     states = prefix_states(gru, prev_emb.to(hidden.dtype), shift_label)  # [M, bs, G]
-    correction = embed_proj(torch.cat([hidden[:, start:], states[:, start:]], dim=-1))  # [M, bs-start, V]
-    return torch.cat([base_logits[:, :start], base_logits[:, start:] + correction], dim=1)
+    feats = embed_proj[:-1](torch.cat([hidden[:, start:], states[:, start:]], dim=-1))  # [M, bs-start, E]
+    return torch.cat([feats.new_zeros(M, start, feats.shape[-1]), feats], dim=1)
+
+
+def apply_correction(base_logits: torch.Tensor, hidden: torch.Tensor, prev_emb: torch.Tensor, gru: nn.GRU,
+                     embed_proj: nn.Sequential, shift_label: bool, start: int) -> torch.Tensor:
+    """base_logits [M, bs, V], hidden [M, bs, H], prev_emb [M, bs, H] -> final logits [M, bs, V]."""
+    if start >= base_logits.shape[1]:
+        return base_logits
+    feats = correction_features(hidden, prev_emb, gru, embed_proj, shift_label, start)
+    return base_logits + embed_proj[-1](feats)

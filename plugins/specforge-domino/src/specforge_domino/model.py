@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from specforge_dflash.loss import map_kept_blocks, token_ce
+from specforge_dflash.loss import kept_blocks, scatter_blocks
 from specforge_dflash.model import DFlashDraftModel
 from specforge_domino.draft_config import DominoConfig
-from specforge_domino.head import apply_correction, build_embed_proj, build_prefix_gru
+from specforge_domino.head import apply_correction, build_embed_proj, build_prefix_gru, correction_features
+from specforge_domino.loss import corrected_head_ce
 
 
 class DominoDraftModel(DFlashDraftModel):
@@ -45,14 +46,14 @@ class DominoDraftModel(DFlashDraftModel):
             base = self.lm_head(h)
             final = self.correct(base.flatten(0, 1), h.flatten(0, 1), prev_ids.flatten(0, 1))
             return {"logits": final.view_as(base), "base_logits": base}
-        ce, correct, base_ce, base_correct = map_kept_blocks(
-            self._slot_losses, (h, prev_ids, labels), keep, self.loss_chunk_blocks)
+        idx, (hk, pk, yk) = kept_blocks((h, prev_ids, labels), keep)  # [M, bs, ...]
+        cfg = self.config
+        feats = correction_features(hk, self.embed_tokens(pk), self.prefix_gru, self.embed_proj, cfg.shift_label,
+                                    cfg.correction_start)  # [M, bs, E]
+        out = corrected_head_ce(hk, feats, self.lm_head.weight, self.embed_proj[-1].weight, yk,
+                                self.loss_chunk_blocks * bs)
+        ce, correct, base_ce, base_correct = scatter_blocks(out, idx, keep)
         return {"ce": ce, "correct": correct, "base_ce": base_ce, "base_correct": base_correct}
-
-    def _slot_losses(self, h: torch.Tensor, prev_ids: torch.Tensor, labels: torch.Tensor):
-        base = self.lm_head(h)  # [M, bs, V]
-        final = self.correct(base, h, prev_ids)
-        return (*token_ce(final, labels), *token_ce(base, labels))
 
     @torch.no_grad()
     def draft_block(self, hidden_states: torch.Tensor, first_token: int) -> torch.Tensor:

@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from specforge.api.nn import causal_mask
 from specforge_eagle3.attention import TTTCache
 from specforge_eagle3.model import Eagle3Draft
 
@@ -54,9 +53,8 @@ def draft_chain(draft: Eagle3Draft, accepted_ids: Sequence[int], features: Mappi
     ids = torch.tensor([list(accepted_ids[1:])], dtype=torch.int64, device=device)  # [1, n]
     positions = torch.arange(n, device=device)[None]  # [1, n]
     cache = TTTCache()
-    out, logits = draft.step(ids, draft.fuse(aux), positions, cache, causal_mask(None, n, device))
+    out, logits = draft.step(ids, draft.fuse(aux), positions, cache)  # causal over the n positions
     hidden, step_logits = out[:, -1:], logits[0, -1]  # [1, 1, H], [Vd]
-    sees_all = torch.ones(1, 1, 1, n, dtype=torch.bool, device=device)  # the last row of the causal mask
     drafted, all_logits = [], []
     for j in range(k):
         all_logits.append(step_logits)
@@ -64,6 +62,6 @@ def draft_chain(draft: Eagle3Draft, accepted_ids: Sequence[int], features: Mappi
         drafted.append(int(token))
         if j + 1 < k:
             position = torch.full((1, 1), n - 1 + j + 1, device=device)
-            hidden, logits = draft.step(token.view(1, 1), hidden, position, cache, sees_all)
+            hidden, logits = draft.step(token.view(1, 1), hidden, position, cache)  # the last row
             step_logits = logits[0, -1]
     return drafted, all_logits

@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from specforge.api.nn import RMSNorm, RotaryEmbedding, SwiGLUMLP, causal_mask
+from specforge.api.nn import RMSNorm, RotaryEmbedding, SwiGLUMLP
 from specforge_eagle3.attention import Eagle3Attention, TTTCache
-from specforge_eagle3.loss import soft_cross_entropy, step_accuracy
+from specforge_eagle3.loss import fused_soft_cross_entropy, prediction_hits
+from specforge_eagle3.mlp import gated_mlp
+from specforge_eagle3.norm import rms_norm
 from specforge_eagle3.teacher import build_teacher, shift_left
 
 
@@ -53,13 +55,17 @@ class Eagle3DecoderLayer(nn.Module):
         self.self_attn = Eagle3Attention(h, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim)
         self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
         self.mlp = SwiGLUMLP(h, cfg.intermediate_size, cfg.hidden_act)
+        self.hidden_act = cfg.hidden_act
 
     def forward(self, embeds: torch.Tensor, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: TTTCache, mask0: torch.Tensor) -> torch.Tensor:
+                cache: TTTCache, mask0: torch.Tensor | None = None) -> torch.Tensor:
         """embeds, hidden [B, Sq, H] -> [B, Sq, H] (pre-final-norm: the next step's hidden)."""
-        x = torch.cat([self.input_layernorm(embeds), self.hidden_norm(hidden)], dim=-1)  # [B, Sq, 2H]
+        x = torch.cat([rms_norm(self.input_layernorm, embeds), rms_norm(self.hidden_norm, hidden)],
+                      dim=-1)  # [B, Sq, 2H]
         hidden = hidden + self.self_attn(x, cos, sin, cache, mask0)
-        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+        w_gate_up = cache.shared_weight("gate_up", self.mlp.gate_proj.weight, self.mlp.up_proj.weight)
+        return hidden + gated_mlp(self.mlp, rms_norm(self.post_attention_layernorm, hidden), self.hidden_act,
+                                  w_gate_up)
 
 
 class Eagle3Draft(nn.Module):
@@ -116,14 +122,20 @@ class Eagle3Draft(nn.Module):
         """Concatenated target layers [B, S, 3*Ht] -> the step-0 hidden [B, S, H]."""
         return self.fc(features.to(self.fc.weight.dtype))
 
-    def step(self, input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor,
-             cache: TTTCache, mask0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One TTT step: ids [B, Sq], hidden [B, Sq, H], positions [B, Sq] ->
-        (next hidden [B, Sq, H] before the final norm, logits [B, Sq, Vd])."""
+    def step_hidden(self, input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor,
+                    cache: TTTCache, mask0: torch.Tensor | None = None) -> torch.Tensor:
+        """One TTT step: ids [B, Sq], hidden [B, Sq, H], positions [B, Sq] -> the next hidden
+        [B, Sq, H] before the final norm. ``mask0`` [B|1, 1, Sq, Sk]: an explicit step-0 mask (the
+        dense path); None: the TTT masks (causal, or the last row when Sq == 1)."""
         embeds = self.embed_tokens(input_ids).to(hidden.dtype)
         cos, sin = self.rotary(position_ids, hidden.dtype)
-        out = self.midlayer(embeds, hidden, cos, sin, cache, mask0)
-        return out, self.lm_head(self.norm(out))
+        return self.midlayer(embeds, hidden, cos, sin, cache, mask0)
+
+    def step(self, input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor,
+             cache: TTTCache, mask0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``step_hidden`` plus the draft logits: (next hidden [B, Sq, H], logits [B, Sq, Vd])."""
+        out = self.step_hidden(input_ids, hidden, position_ids, cache, mask0)
+        return out, self.lm_head(rms_norm(self.norm, out))
 
     # ------------------------------------------------------------ training forward
 
@@ -147,17 +159,28 @@ class Eagle3Draft(nn.Module):
         steps = self.config.ttt_length
         teacher = build_teacher(batch["last_hidden"], batch["loss_mask"], attention_mask,
                                 self.target_head.weight, self.t2d, steps)
-        mask0 = causal_mask(attention_mask, seq_len)  # [B, 1, S, S]
         ids = shift_left(input_ids)  # position t embeds x_{t+1}
         hidden = self.fuse(batch["hidden_states"])  # [B, S, H]
-        cache = TTTCache()
+        cache = TTTCache(key_mask=padding_keys(attention_mask))
         plosses, correct, counted = [], [], []
         for k in range(steps):
-            hidden, logits = self.step(shift_left(ids, k), hidden, positions + k, cache, mask0)
+            hidden = self.step_hidden(shift_left(ids, k), hidden, positions + k, cache)
             target = teacher.step(k)
-            plosses.append(soft_cross_entropy(logits, target.probs, target.position_mask))
-            hits, total = step_accuracy(logits, self.d2t, target.target_ids, target.loss_mask)
+            ploss, pred = fused_soft_cross_entropy(rms_norm(self.norm, hidden), self.lm_head.weight, target.probs,
+                                                   target.position_mask)
+            hits, total = prediction_hits(pred, self.d2t, target.target_ids, target.loss_mask)
+            plosses.append(ploss)
             correct.append(hits)
             counted.append(total)
         return {"ploss": torch.stack(plosses), "correct": torch.stack(correct),
                 "counted": torch.stack(counted)}
+
+
+def padding_keys(attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """The key mask TTT attention needs: None when every row is real tokens then padding (right
+    padding: padded positions never reach the loss, so letting padded queries see padded keys
+    changes nothing), else the mask itself [B, S] bool."""
+    real = attention_mask.bool()
+    if bool((real[:, 1:] <= real[:, :-1]).all()):  # non-increasing along S: right padding (or none)
+        return None
+    return real

@@ -4,6 +4,10 @@ Position t of the batch feeds the draft token x_{t+1} and feature a_t, and is tr
 the target's distribution given h_{t+1} (its prediction of x_{t+2}). The last real position of
 each sample has no h_{t+1}, so its loss mask is cleared (as offline EAGLE3 training does). TTT
 step k reads every teacher tensor at t+k: they are padded with ``ttt_length`` positions.
+
+The full-vocabulary logits are never materialised for the whole sequence: they are computed in
+chunks of positions (at most ``CHUNK_ELEMENTS`` logits at once), each chunk reduced at once to
+its argmax and its softmax over the draft vocabulary (the "compact teacher": [S, Vd], not [S, V]).
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+CHUNK_ELEMENTS = 2**24  # full-vocabulary logits alive at once (64 MiB in fp32)
 
 
 def shift_left(x: torch.Tensor, n: int = 1) -> torch.Tensor:
@@ -56,25 +62,36 @@ class Teacher:
 
 @torch.no_grad()
 def build_teacher(last_hidden: torch.Tensor, loss_mask: torch.Tensor, attention_mask: torch.Tensor,
-                  head_weight: torch.Tensor, t2d: torch.Tensor, ttt_length: int) -> Teacher:
+                  head_weight: torch.Tensor, t2d: torch.Tensor, ttt_length: int,
+                  chunk_elements: int | None = None) -> Teacher:
     """Shift, apply the frozen target lm_head, renormalise over the draft vocab, pad for TTT.
 
     last_hidden [B, S, H] (the lm_head input, after the target's final norm); loss_mask and
-    attention_mask [B, S]; head_weight [V, H]; t2d [V] bool.
+    attention_mask [B, S]; head_weight [V, H]; t2d [V] bool. ``chunk_elements`` bounds the
+    full-vocabulary logits alive at once (default ``CHUNK_ELEMENTS``).
     """
-    seq_len = last_hidden.shape[1]
+    budget = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
+    bsz, seq_len = last_hidden.shape[:2]
+    vocab = head_weight.shape[0]
     hidden = shift_left(last_hidden.to(head_weight.dtype))  # [B, S, H]: h_{t+1}
     work = torch.promote_types(head_weight.dtype, torch.float32)  # fp32, or fp64 in exact tests
-    logits = (hidden @ head_weight.T).to(work)  # [B, S, V]
-    target_ids = logits.argmax(-1)  # [B, S]
-    probs = torch.softmax(logits[..., t2d], dim=-1)  # [B, S, Vd]
+    draft_ids = t2d.nonzero().flatten()  # [Vd] target ids of the draft vocab, ascending
+    vd = draft_ids.numel()
+    probs = torch.full((bsz, seq_len + ttt_length, vd), 1.0 / vd, dtype=work, device=hidden.device)
+    target_ids = torch.zeros(bsz, seq_len + ttt_length, dtype=torch.long, device=hidden.device)
+    step = max(1, budget // (bsz * vocab))
+    for start in range(0, seq_len, step):
+        end = min(start + step, seq_len)
+        logits = (hidden[:, start:end] @ head_weight.T).to(work)  # [B, c, V]
+        target_ids[:, start:end] = logits.argmax(-1)
+        probs[:, start:end] = torch.softmax(logits[..., draft_ids], dim=-1)  # [B, c, Vd]
+        del logits
     has_next = shift_left(attention_mask.long())  # [B, S]: 1 where x_{t+1} is a real token
     mask = loss_mask.to(work) * has_next.to(work)  # [B, S]
-    position_mask = mask * t2d[target_ids].to(work)  # [B, S]
-    vd = probs.shape[-1]
+    position_mask = mask * t2d[target_ids[:, :seq_len]].to(work)  # [B, S]
     return Teacher(
-        probs=pad_right(probs, ttt_length, 1.0 / vd),
-        target_ids=pad_right(target_ids, ttt_length),
+        probs=probs,
+        target_ids=target_ids,
         position_mask=pad_right(position_mask, ttt_length),
         loss_mask=pad_right(mask, ttt_length),
         seq_len=seq_len,

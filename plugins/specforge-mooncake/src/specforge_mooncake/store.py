@@ -55,11 +55,13 @@ from specforge.api.stores import (
     check_key,
     check_put_generation,
     check_record,
+    from_store,
     missing,
-    record_bytes,
     select_names,
     spec_bytes,
     specs_of,
+    stored_dtype,
+    to_store,
     torch_dtype,
 )
 from specforge_mooncake import bind_guard
@@ -267,11 +269,12 @@ class MooncakeStore(StoreBase):
             with self._lock:
                 previous = self._resident.get(key.sample_id)
             check_put_generation(key, previous.key.generation if previous else None)
-            staged = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}  # views stay views
+            staged = {name: to_store(t.detach().to("cpu"), self.options.dtype, key.path()).contiguous()
+                      for name, t in tensors.items()}  # views stay views
             batch.append((FeatureRecord(key=key, specs=specs), staged))
         if not batch:
             return []
-        data_keys = [tensor_key(r.key, n) for r, staged in batch for n, t in staged.items() if t.numel()]
+        data_keys = [self._data_key(r, n) for r, staged in batch for n, t in staged.items() if t.numel()]
         data = [t for _, staged in batch for t in staged.values() if t.numel()]
         meta_keys = [record_key(r.key) for r, _ in batch]
         blobs = [torch.frombuffer(bytearray(record_blob(r)), dtype=torch.uint8) for r, _ in batch]
@@ -305,9 +308,10 @@ class MooncakeStore(StoreBase):
             out = {}
             for name in chosen:
                 spec = record.specs[name]
-                out[name] = torch.empty(spec.shape, dtype=torch_dtype(spec.dtype))  # [*spec.shape]
+                kept = stored_dtype(spec.dtype, self.options.dtype)
+                out[name] = torch.empty(spec.shape, dtype=torch_dtype(kept))  # [*spec.shape], as stored
                 if out[name].numel():
-                    reads.setdefault(tensor_key(record.key, name), out[name])
+                    reads.setdefault(self._data_key(record, name), out[name])
             wanted.append((record, out, blob))
         keys = list(reads)
         with self._registered(list(reads.values()), copy_on_overlap=False) as buffers:
@@ -320,11 +324,11 @@ class MooncakeStore(StoreBase):
             for name, tensor in out.items():
                 if not tensor.numel():
                     continue
-                tkey = tensor_key(record.key, name)
+                tkey = self._data_key(record, name)
                 self._check_read(record, name, codes[tkey], tensor.nbytes)
                 if reads[tkey] is not tensor:  # the same sample twice in this batch
                     tensor.copy_(reads[tkey])
-            results.append(out)
+            results.append({name: from_store(t, record.specs[name].dtype) for name, t in out.items()})
         return results
 
     def delete(self, record: FeatureRecord) -> None:
@@ -333,12 +337,12 @@ class MooncakeStore(StoreBase):
         check_record(record, self.namespace)
         self._check_open()
         key = record.key
-        self._remove([record_key(key)] + [tensor_key(key, n) for n, s in record.specs.items() if s.numel])
+        self._remove([record_key(key)] + [self._data_key(record, n) for n, s in record.specs.items() if s.numel])
         with self._lock:
             resident = self._resident.get(key.sample_id)
             if resident is not None and resident.key.generation == key.generation:
                 del self._resident[key.sample_id]
-                self._bytes -= record_bytes(resident)
+                self._bytes -= self._stored_bytes(resident)
 
     def exists(self, key: FeatureKey) -> bool:
         """Whether the sample's generation is complete in the pool (written by any process)."""
@@ -429,12 +433,13 @@ class MooncakeStore(StoreBase):
         with self._lock:
             previous = self._resident.get(key.sample_id)
             self._resident[key.sample_id] = record
-            self._bytes += record_bytes(record) - (record_bytes(previous) if previous else 0)
+            self._bytes += self._stored_bytes(record) - (self._stored_bytes(previous) if previous else 0)
         if key.generation > 0:
             # Any writer's older generations; forced, because the new generation makes them garbage.
             self._client.remove_by_regex(older_generations(key), True)
         if previous is not None and previous.key.generation == key.generation:
-            stale = [tensor_key(key, n) for n, s in previous.specs.items() if n not in record.specs and spec_bytes(s)]
+            stale = [self._data_key(previous, n) for n, s in previous.specs.items()
+                     if n not in record.specs and spec_bytes(s)]
             if stale:
                 self._remove(stale)
 
@@ -483,6 +488,18 @@ class MooncakeStore(StoreBase):
                 raise ValueError(f"{record.key.path()}: record says {name!r} is {record.specs[name]}, but the store "
                                  f"holds {stored.specs.get(name)}; the sample was re-put with other tensors, use "
                                  f"the record its latest put returned")
+
+    def _data_key(self, record: FeatureRecord, name: str) -> str:
+        """A tensor's object key; kept in another dtype (``store.dtype``) the dtype is part of it, so a
+        reader expecting other bytes finds nothing instead of misreading them."""
+        logical = record.specs[name].dtype
+        kept = stored_dtype(logical, self.options.dtype)
+        key = tensor_key(record.key, name)
+        return key if kept == logical else f"{key}~{kept}"
+
+    def _stored_bytes(self, record: FeatureRecord) -> int:
+        return sum(spec_bytes(dataclasses.replace(s, dtype=stored_dtype(s.dtype, self.options.dtype)))
+                   for s in record.specs.values())
 
     def _check_read(self, record: FeatureRecord, name: str, code: int, nbytes: int) -> None:
         if code == nbytes:

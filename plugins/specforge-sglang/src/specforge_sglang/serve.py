@@ -7,7 +7,9 @@ then train with ``--target-engine sglang --set target_engine.server_url=http://H
 --set target_engine.capture_layers=[1,17,32]`` (plus ``target_engine.shm_dir`` for binary
 features on the same machine). It sets SGLang's external-model variable to the capture class,
 adds the flags capture needs (no prefix cache, no chunked prefill, hidden states on, no
-tokenizer), and runs ``sglang.launch_server`` in this process.
+tokenizer), and runs ``sglang.launch_server`` in this process. The server listens on
+127.0.0.1 unless ``--host`` is given (``--host 0.0.0.0`` serves every machine that can reach
+this one, without authentication).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from pathlib import Path
 from specforge_sglang.backends import apply_environment, capture_environment
 from specforge_sglang.capture_plan import CapturePlan
 from specforge_sglang.versions import check_capture_architecture, require_sglang
+
+LOOPBACK_HOST = "127.0.0.1"
+"""Where the server listens unless the user passes ``--host``: features are raw bytes without
+authentication, so serving other machines is the user's explicit choice."""
 
 REQUIRED_FLAGS: dict[str, list[str]] = {
     "--disable-radix-cache": [],
@@ -52,6 +58,8 @@ def server_argv(capture_args: argparse.Namespace, sglang_args: list[str]) -> tup
         raise SystemExit("specforge_sglang.serve: capture needs --chunked-prefill-size -1 (a chunked prefill "
                          "returns features for its last chunk only)")
     argv = list(sglang_args)
+    if _flag_value(argv, "--host") is None:
+        argv += ["--host", LOOPBACK_HOST]
     for flag, values in REQUIRED_FLAGS.items():
         if flag not in argv and _flag_value(argv, flag) is None:
             argv += [flag, *values]

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from specforge.contracts import ITEMSIZE
 from specforge.stores.base import StoreBase
-from specforge.stores.dtypes import dtype_name, record_bytes, spec_bytes, torch_dtype
+from specforge.stores.dtypes import (
+    STORE_DTYPES,
+    dtype_name,
+    from_store,
+    record_bytes,
+    spec_bytes,
+    stored_dtype,
+    to_store,
+    torch_dtype,
+)
+from specforge.stores.options import StoreDtype
 from specforge.stores.reopen import open_store
 from specforge.stores.validation import (
     check_key,
@@ -21,17 +31,22 @@ from specforge.stores.validation import (
 
 __all__ = [
     "ITEMSIZE",
+    "STORE_DTYPES",
     "StoreBase",
+    "StoreDtype",
     "check_key",
     "check_namespace",
     "check_put_generation",
     "check_record",
     "dtype_name",
+    "from_store",
     "missing",
     "open_store",
     "record_bytes",
     "select_names",
     "spec_bytes",
     "specs_of",
+    "stored_dtype",
+    "to_store",
     "torch_dtype",
 ]

@@ -9,7 +9,8 @@ import click
 
 @click.command("capture")
 @click.option("--strategy", required=True, help="Whose feature request to capture.")
-@click.option("--data", required=True, type=click.Path(exists=True), help="Conversations JSONL.")
+@click.option("--data", required=True, type=click.Path(exists=True),
+              help="Conversations (JSONL, .gz, .zst, Parquet, a datasets folder) or a tokenized dataset.")
 @click.option("--target-model", required=True, type=click.Path(), help="Local Hugging Face model directory.")
 @click.option("--store", default="disk", show_default=True, help="Feature store to write.")
 @click.option("--target-engine", default="hf", show_default=True)
@@ -24,9 +25,8 @@ def command(strategy: str, data: str, target_model: str, store: str, target_engi
     """Capture target features into a store, with a summary of what was written."""
     from specforge.capture import NAMESPACE, capture_into_store
     from specforge.config import resolve
-    from specforge.data import load_samples
     from specforge.registry import get_registry
-    from specforge.run.assemble import feature_identity
+    from specforge.run.assemble import feature_identity, open_data
 
     config = resolve(get_registry(), flags={"strategy": strategy, "store": store, "target_engine": target_engine,
                                             "target_model": target_model, "data": data},
@@ -38,14 +38,15 @@ def command(strategy: str, data: str, target_model: str, store: str, target_engi
         strat = config.strategy.build()
         request = strat.feature_request(info)
         request.check_layers(info.num_layers)
-        loaded = load_samples(data, info.tokenizer, max_length=max_length, seed=config.run.seed)
+        corpus = open_data(config, info.tokenizer)  # the samples a run with these settings trains on
         feature_store = config.components["store"].build(root=Path(output_dir), namespace=NAMESPACE)
         try:
-            summary = capture_into_store(engine, loaded.samples, request, feature_store, batch_size=batch_size,
+            summary = capture_into_store(engine, corpus.train, request, feature_store, batch_size=batch_size,
                                          identity=feature_identity(config, request),
                                          read_only=bool(getattr(feature_store, "read_only", False)))
         finally:
             feature_store.close()
+            corpus.close()
     finally:
         engine.close()
     click.echo(f"captured {', '.join(request.feature_names())} for strategy {strategy} into {output_dir}")

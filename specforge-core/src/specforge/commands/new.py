@@ -27,20 +27,23 @@ def command() -> None:
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to create.  [default: ./specforge-NAME]")
 def strategy(name: str, directory: Path | None) -> None:
-    """Write package specforge-NAME: the strategy NAME, with its model and loss left to fill in.
+    """Write package specforge-NAME: the strategy NAME, a working multi-token drafter to make your own.
 
-    It installs as is (`pip install --no-deps -e DIR`) and SpecForge lists it at once; its
-    conformance tests (`pytest DIR/tests`) pass once the sections marked TODO(author) in
-    strategy.py are written.
+    It installs as is (`pip install --no-deps -e DIR`), but SpecForge lists it as incomplete, and
+    `specforge run` and its conformance kit (`pytest DIR/tests`) refuse it, until the sections
+    marked TODO(author) in DIR/src/PACKAGE/model.py (the draft, the loss, the decoding) are your
+    method and their marker lines are deleted.
     """
     from specforge.scaffold.render import render_strategy, strategy_names
 
     names = strategy_names(name)
     dest = directory if directory is not None else Path.cwd() / names.dist
     render_strategy(name, dest)
+    model = dest / "src" / names.package / "model.py"
     click.echo(f"created {names.dist} in {dest}\n"
                f"next:\n"
                f"  pip install --no-deps -e {dest}\n"
-               f"  specforge plugins                  # lists strategy {name!r}\n"
-               f"  fill in the TODO(author) sections of {dest / 'src' / names.package / 'strategy.py'}\n"
-               f"  pytest {dest / 'tests'}")
+               f"  specforge plugins       # lists strategy {name!r}, incomplete until the sections below are done\n"
+               f"  edit the TODO(author) sections of {model} (model, loss, decoding),\n"
+               f"  then delete their marker lines (grep -n 'TODO(author)' {model})\n"
+               f"  pytest {dest / 'tests'}    # the conformance kit and the float64 reference tests")

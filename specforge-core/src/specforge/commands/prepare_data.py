@@ -1,4 +1,9 @@
-"""``specforge prepare-data``: see exactly which tokens a run will train on, before it runs."""
+"""``specforge prepare-data``: see exactly which tokens a run will train on, and tokenize a corpus once.
+
+Without ``--output`` it streams the data once (nothing but the ids seen is kept) for the
+statistics and previews the first samples; with ``--output DIR`` it writes the tokenized
+dataset (``specforge.data.tokenized``) that ``run`` and ``capture`` take as ``--data DIR``.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +29,9 @@ def _template_args(pairs: tuple[str, ...]) -> dict:
 
 
 @click.command("prepare-data")
-@click.option("--data", "data", required=True, multiple=True,
-              type=click.Path(exists=True, dir_okay=False), help="Conversations JSONL (repeatable).")
+@click.option("--data", "data", required=True, multiple=True, type=click.Path(exists=True),
+              help="Conversations: JSONL, .jsonl.gz, .jsonl.zst, .parquet or a datasets save_to_disk folder "
+                   "(repeatable).")
 @click.option("--target-model", required=True, type=click.Path(exists=True, file_okay=False),
               help="Local model directory whose tokenizer (and chat template) to use.")
 @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -35,7 +41,10 @@ def _template_args(pairs: tuple[str, ...]) -> dict:
 @click.option("--max-length", type=click.IntRange(min=1), default=_DEFAULTS.max_length, show_default=True)
 @click.option("--preview", type=click.IntRange(min=0), default=3, show_default=True,
               help="How many samples to print with their trained tokens highlighted.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Shuffle seed (sample order).")
+@click.option("--output", "output", type=click.Path(file_okay=False), default=None,
+              help="Write the tokenized dataset here (a new folder, or one this command wrote before).")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Tokenizing processes for --output (0: one per CPU core for corpora over 8 MiB).")
 @click.option("--max-samples", type=click.IntRange(min=0), default=_DEFAULTS.max_samples,
               help="Use the first N usable conversations (0: all).")
 @click.option("--min-loss-tokens", type=click.IntRange(min=1), default=1, show_default=True)
@@ -51,7 +60,7 @@ def _template_args(pairs: tuple[str, ...]) -> dict:
 @click.option("--set", "engine_sets", multiple=True, metavar="target_engine.KEY=VALUE",
               help="An option of the --regenerate engine, e.g. --set target_engine.batch_size=32 (repeatable).")
 def command(*, data: tuple[str, ...], target_model: str, chat_template: str | None, template_arg: tuple[str, ...],
-            max_length: int, preview: int, seed: int, max_samples: int, min_loss_tokens: int,
+            max_length: int, preview: int, output: str | None, workers: int, max_samples: int, min_loss_tokens: int,
             skip_bad_lines: bool, color: bool | None, regenerate_to: str | None, target_engine: str,
             max_new_tokens: int, dtype: str, engine_sets: tuple[str, ...]) -> None:
     """Tokenize conversations with the target's chat template and show what will be trained.
@@ -59,7 +68,8 @@ def command(*, data: tuple[str, ...], target_model: str, chat_template: str | No
     Trained tokens (assistant replies and their end-of-turn) are shown [[like this]], or in
     colour on a terminal.
     """
-    from specforge.data import load_samples, load_tokenizer
+    from specforge.data import load_tokenizer
+    from specforge.data.identity import TokenizeSpec
     from specforge.data.preview import ANSI_GREEN, BRACKETS, highlight, stats_lines
 
     tokenizer = load_tokenizer(target_model)
@@ -68,18 +78,74 @@ def command(*, data: tuple[str, ...], target_model: str, chat_template: str | No
                             engine_options=_engine_options(engine_sets), max_new_tokens=max_new_tokens,
                             dtype=dtype, chat_template=chat_template,
                             template_kwargs=_template_args(template_arg), skip_bad_lines=skip_bad_lines),)
-    loaded = load_samples(list(data), tokenizer, max_length=max_length, seed=seed,
-                          chat_template=chat_template, template_kwargs=_template_args(template_arg),
-                          skip_bad_lines=skip_bad_lines, max_samples=max_samples,
-                          min_loss_tokens=min_loss_tokens)
+    spec = TokenizeSpec(sources=tuple(data), model_dir=target_model, max_length=max_length,
+                        chat_template=chat_template or "", template_kwargs=_template_args(template_arg),
+                        skip_bad_lines=skip_bad_lines, max_samples=max_samples, min_loss_tokens=min_loss_tokens)
+    if output:
+        samples, stats, report = _write(spec, tokenizer, output, preview, workers)
+    else:
+        samples, stats, report = _scan(spec, tokenizer, preview)
     use_color = sys.stdout.isatty() if color is None else color
     marks = ANSI_GREEN if use_color else BRACKETS
-    for sample in loaded.samples[:preview]:
+    for sample in samples:
         click.echo(f"=== {sample.sample_id} ({len(sample.input_ids)} tokens, "
                    f"{sample.num_loss_tokens} trained) ===")
         click.echo(highlight(tokenizer, sample, marks), color=use_color)
-    for line in stats_lines(loaded.stats, loaded.report):
+    for line in stats_lines(stats, report):
         click.echo(line)
+    if output:
+        click.echo(f"tokenized dataset:  {output} (pass it to run or capture with --data)")
+
+
+def _scan(spec, tokenizer, preview: int):
+    """One streamed pass: statistics (memory: the ids seen, to catch duplicates), the first ``preview`` samples."""
+    from specforge.data import DataError
+    from specforge.data.loading import _renderer
+    from specforge.data.loss_mask import require_fast_tokenizer
+    from specforge.data.reader import LineSink, as_paths, read_conversations
+    from specforge.data.stats import StatsAccumulator
+    from specforge.data.tokenize import Tally, tokenize_stream
+
+    files = as_paths(list(spec.sources))
+    require_fast_tokenizer(tokenizer)
+    renderer = _renderer(tokenizer, spec.chat_template or None, spec.template_kwargs)
+    sink, tally, acc, shown = LineSink(spec.skip_bad_lines), Tally(), StatsAccumulator(), []
+    for outcome in tokenize_stream(read_conversations(files, sink), tokenizer, renderer, sink,
+                                   max_length=spec.max_length, min_loss_tokens=spec.min_loss_tokens,
+                                   require_consecutive=spec.require_consecutive):
+        tally.add(outcome)
+        if outcome.verdict != "kept":
+            continue
+        acc.add(outcome.sample)
+        if len(shown) < preview:
+            shown.append(outcome.sample)
+        if spec.max_samples and acc.num_samples >= spec.max_samples:
+            break
+    report = tally.report(map(str, files), sink)
+    if not acc.num_samples:
+        raise DataError(f"no usable training samples in {', '.join(report.files)}: "
+                        + ("; ".join(report.problems()) or "the files hold no conversations"))
+    return shown, acc.stats(), report
+
+
+def _write(spec, tokenizer, output: str, preview: int, workers: int):
+    from pathlib import Path
+
+    from specforge.data.build import build_tokenized
+    from specforge.data.report import DataReport
+    from specforge.data.tokenized import META, TokenizedDataset, is_tokenized_dir
+    from specforge.demo.cache import build_once
+
+    out = Path(output)
+    if out.exists() and any(out.iterdir()) and not is_tokenized_dir(out):
+        raise ConfigError(f"--output {output} exists and is not a tokenized dataset; name a new folder")
+    build_once(out, META, lambda tmp: build_tokenized(spec, tokenizer, tmp, workers=workers).close(), force=True)
+    dataset = TokenizedDataset(out)
+    try:
+        return (dataset[:min(preview, len(dataset))], dataset.stats(),
+                DataReport.from_json(dataset.meta["report"]))
+    finally:
+        dataset.close()
 
 
 def _engine_options(sets: tuple[str, ...]) -> dict:

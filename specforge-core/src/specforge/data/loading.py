@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,18 +13,13 @@ from specforge.contracts import DataStats, Sample
 from specforge.data.chat_template import ChatRenderer, read_template_file
 from specforge.data.conversations import Conversation
 from specforge.data.errors import DataError
-from specforge.data.loss_mask import (
-    has_consecutive_ones,
-    require_fast_tokenizer,
-    spans_to_mask,
-    tokenize_with_offsets,
-)
+from specforge.data.loss_mask import require_fast_tokenizer
 from specforge.data.reader import LineSink, PathLike, as_paths, read_conversations
 from specforge.data.report import DataReport
 from specforge.data.stats import compute_stats
+from specforge.data.tokenize import CHUNK, Tally, chunks, tokenize_stream
 
 logger = logging.getLogger(__name__)
-_CHUNK = 64  # conversations tokenized per call (the Rust tokenizer batches them)
 
 
 @dataclass(frozen=True)
@@ -55,7 +50,7 @@ def load_samples(path: PathLike | Sequence[PathLike], tokenizer: Any, *, max_len
                  chat_template: PathLike | None = None, template_kwargs: Mapping[str, Any] | None = None,
                  skip_bad_lines: bool = False, max_samples: int = 0, min_loss_tokens: int = 1,
                  require_consecutive: bool = False) -> LoadedData:
-    """Conversation JSONL -> token ids + loss masks (1 on assistant replies only).
+    """Conversations (any ``sources`` format) -> token ids + loss masks (1 on assistant replies only).
 
     ``chat_template`` is a Jinja file replacing the tokenizer's own template. Samples longer than
     ``max_length`` tokens are cut. A sample with fewer than ``min_loss_tokens`` trained tokens (or,
@@ -72,41 +67,17 @@ def load_samples(path: PathLike | Sequence[PathLike], tokenizer: Any, *, max_len
     require_fast_tokenizer(tokenizer)
     renderer = _renderer(tokenizer, chat_template, template_kwargs)
     sink = LineSink(skip_bad_lines)
+    tally = Tally()
     kept: list[Sample] = []
-    truncated: list[str] = []
-    empty: list[str] = []
-    insufficient: list[str] = []
-    conversations = 0
-    for chunk in _chunks(read_conversations(files, sink), _CHUNK):
-        rendered = []
-        for conv in chunk:
-            try:
-                text, spans = renderer.assistant_spans(conv)
-            except ValueError as exc:
-                sink.bad(conv.path, conv.line, str(exc))
-                continue
-            rendered.append((conv, text, spans))
-        conversations += len(rendered)
-        encoded = tokenize_with_offsets(tokenizer, [text for _, text, _ in rendered])
-        for (conv, _, spans), (full_ids, offsets) in zip(rendered, encoded):
-            ids, mask = full_ids, spans_to_mask(offsets, spans)
-            if len(ids) > max_length:
-                ids, mask = ids[:max_length], mask[:max_length]
-                truncated.append(conv.conv_id)
-            trained = sum(mask)
-            if trained == 0:
-                empty.append(conv.conv_id)
-            elif trained < min_loss_tokens or (require_consecutive and not has_consecutive_ones(mask)):
-                insufficient.append(conv.conv_id)
-            else:
-                kept.append(Sample(conv.conv_id, tuple(ids), tuple(mask)))
+    for outcome in tokenize_stream(read_conversations(files, sink), tokenizer, renderer, sink,
+                                   max_length=max_length, min_loss_tokens=min_loss_tokens,
+                                   require_consecutive=require_consecutive):
+        tally.add(outcome)
+        if outcome.verdict == "kept":
+            kept.append(outcome.sample)
             if max_samples and len(kept) >= max_samples:
                 break
-        if max_samples and len(kept) >= max_samples:
-            break
-    report = DataReport(files=tuple(map(str, files)), conversations=conversations,
-                        skipped_lines=tuple(sink.lines), truncated_ids=tuple(truncated),
-                        empty_mask_ids=tuple(empty), insufficient_mask_ids=tuple(insufficient))
+    report = tally.report(map(str, files), sink)
     for line in report.problems():
         logger.warning("%s", line)
     if not kept:
@@ -128,7 +99,7 @@ def load_prompts(path: PathLike | Sequence[PathLike], tokenizer: Any, *, max_len
     prompts: list[Prompt] = []
     too_long: list[str] = []
     conversations = 0
-    for chunk in _chunks(read_conversations(files, sink), _CHUNK):
+    for chunk in chunks(read_conversations(files, sink), CHUNK):
         rendered = []
         for conv in chunk:
             end = _prompt_end(conv)
@@ -186,14 +157,3 @@ def _prompt_end(conv: Conversation) -> int:
     while end > 0 and conv.messages[end - 1].role == "assistant":
         end -= 1
     return end
-
-
-def _chunks(items: Iterable[Conversation], size: int) -> Iterator[list[Conversation]]:
-    chunk: list[Conversation] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -41,9 +41,9 @@ def stats_lines(stats: DataStats, report: DataReport) -> list[str]:
         f"tokens:             {stats.num_tokens} (mean {mean:.1f} per sample)",
         f"loss tokens:        {stats.num_loss_tokens} ({fraction:.1%} of tokens)",
         f"distinct trained:   {len(stats.loss_token_counts)} token ids",
-        f"truncated samples:  {len(report.truncated_ids)}",
-        f"empty-mask samples: {len(report.empty_mask_ids)} (dropped)",
-        f"too few loss tokens:{len(report.insufficient_mask_ids):>2} (dropped)",
+        f"truncated samples:  {report.total('truncated_ids')}",
+        f"empty-mask samples: {report.total('empty_mask_ids')} (dropped)",
+        f"too few loss tokens:{report.total('insufficient_mask_ids'):>2} (dropped)",
         f"skipped lines:      {report.num_skipped}",
         f"corpus hash:        {stats.corpus_hash}",
     ]

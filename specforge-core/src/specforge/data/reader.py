@@ -1,4 +1,4 @@
-"""Read conversation JSONL files into ``Conversation`` records, line by line.
+"""Read conversation files (``sources``: JSONL, compressed, Parquet, datasets) into ``Conversation`` records.
 
 A bad line raises ``DataError`` naming ``file:line``, or, with ``skip_bad_lines``, is
 recorded as a ``BadLine`` and skipped. Sample ids are the line's ``id`` when it has one, else
@@ -7,15 +7,16 @@ recorded as a ``BadLine`` and skipped. Sample ids are the line's ``id`` when it 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from specforge.data.conversations import Conversation, parse_conversation
 from specforge.data.errors import DataError
+from specforge.data.sources import RecordReader, is_dataset_dir, source_stem
 
 PathLike = str | Path
+KEEP_BAD_LINES = 1000  # bad lines kept (with their reasons) for the report; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,17 @@ class BadLine:
 
 
 def as_paths(paths: PathLike | Sequence[PathLike]) -> list[Path]:
-    """One path or several; each must be an existing file."""
+    """One path or several; each an existing file or a ``datasets`` ``save_to_disk`` directory."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not items:
         raise DataError("no data file given; pass a conversations JSONL file")
     out = []
     for item in items:
         path = Path(item)
-        if not path.is_file():
+        if path.is_dir() and not is_dataset_dir(path):
+            raise DataError(f"data path {str(path)!r} is a directory but not a dataset saved with "
+                            f"save_to_disk; pass a conversations JSONL (or .gz, .zst, .parquet) file")
+        if not path.exists():
             raise DataError(f"data file {str(path)!r} does not exist (expected a conversations JSONL file)")
         out.append(path)
     return out
@@ -49,43 +53,47 @@ class LineSink:
 
     def __init__(self, skip: bool) -> None:
         self.skip = skip
-        self.lines: list[BadLine] = []
+        self.lines: list[BadLine] = []  # the first KEEP_BAD_LINES of them
+        self.count = 0
 
     def bad(self, path: str, line: int, reason: str) -> None:
         bad = BadLine(path, line, reason)
         if not self.skip:
             raise DataError(f"{bad}; fix the line, or skip bad lines: --set data.skip_bad_lines=true "
                             f"(prepare-data: --skip-bad-lines)")
-        self.lines.append(bad)
+        self.count += 1
+        if len(self.lines) < KEEP_BAD_LINES:
+            self.lines.append(bad)
 
 
-def read_conversations(paths: PathLike | Sequence[PathLike], sink: LineSink) -> Iterator[Conversation]:
-    """Yield each usable line of each file, in file order; blank lines are ignored."""
+def duplicate_reason(conv_id: str, first_seen: str) -> str:
+    return f"duplicate id {conv_id!r} (first seen at {first_seen}); sample ids must be unique"
+
+
+def read_conversations(paths: PathLike | Sequence[PathLike], sink: LineSink, *,
+                       dedupe: bool = True) -> Iterator[Conversation]:
+    """Yield each usable line of each file, in file order; blank lines are ignored.
+
+    ``dedupe`` checks ids here, remembering every id (memory grows with the corpus); the
+    tokenized-dataset builder passes False and checks them in constant memory per sample instead.
+    """
     seen: dict[str, str] = {}
     for path in as_paths(paths):
-        name = str(path)
-        with path.open("rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                source = f"{name}:{lineno}"
-                try:
-                    obj = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    sink.bad(name, lineno, "line is not valid UTF-8")
-                    continue
-                except json.JSONDecodeError as exc:
-                    sink.bad(name, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})")
-                    continue
-                try:
-                    conv_id, messages, tools = parse_conversation(obj)
-                except ValueError as exc:
-                    sink.bad(name, lineno, str(exc))
-                    continue
-                conv_id = conv_id or f"{path.stem}-{lineno}"
+        stem = source_stem(path)
+        for record in RecordReader(path):
+            name, lineno = record.path, record.line
+            if record.error is not None:
+                sink.bad(name, lineno, record.error)
+                continue
+            try:
+                conv_id, messages, tools = parse_conversation(record.obj)
+            except ValueError as exc:
+                sink.bad(name, lineno, str(exc))
+                continue
+            conv_id = conv_id or f"{stem}-{lineno}"
+            if dedupe:
                 if conv_id in seen:
-                    sink.bad(name, lineno, f"duplicate id {conv_id!r} (first seen at {seen[conv_id]}); "
-                                           "sample ids must be unique")
+                    sink.bad(name, lineno, duplicate_reason(conv_id, seen[conv_id]))
                     continue
-                seen[conv_id] = source
-                yield Conversation(conv_id=conv_id, path=name, line=lineno, messages=messages, tools=tools)
+                seen[conv_id] = f"{name}:{lineno}"
+            yield Conversation(conv_id=conv_id, path=name, line=lineno, messages=messages, tools=tools)

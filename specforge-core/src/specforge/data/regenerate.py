@@ -17,8 +17,9 @@ from typing import Any
 
 from specforge.contracts import TargetEngine
 from specforge.data.conversations import Conversation, Message
-from specforge.data.loading import _chunks, _renderer
+from specforge.data.loading import _renderer
 from specforge.data.reader import LineSink, PathLike, as_paths, read_conversations
+from specforge.data.tokenize import chunks
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def regenerate(paths: PathLike | Sequence[PathLike], engine: TargetEngine, token
     tmp = out.with_name(out.name + ".tmp")
     conversations = turns = 0
     with tmp.open("w") as f:
-        for chunk in _chunks(read_conversations(as_paths(paths), sink), batch_size):
+        for chunk in chunks(read_conversations(as_paths(paths), sink), batch_size):
             convs = list(chunk)
             rounds = max((sum(m.role == "assistant" for m in c.messages) for c in convs), default=0)
             for r in range(rounds):

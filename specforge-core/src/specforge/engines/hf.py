@@ -279,18 +279,61 @@ class HFDecodeSession:
         self.request = request
         self.cache = DynamicCache()
         self.length = 0
+        self._tree_start = 0
 
     def extend(self, ids: Sequence[int]) -> SampleFeatures:
         import torch
 
+        device = self.engine.device
+        positions = torch.arange(self.length, self.length + len(ids), device=device)[None]  # [1, n]
+        return self._run(ids, position_ids=positions)
+
+    def extend_tree(self, ids: Sequence[int], parents: Sequence[int]) -> SampleFeatures:
+        """Tree nodes in one pass: a 4D additive mask lets node i see the cache and its ancestors."""
+        import torch
+
+        n, device = len(ids), self.engine.device
+        allowed = torch.zeros(n, n, dtype=torch.bool)
+        depth = [0] * n
+        for i, p in enumerate(parents):
+            if p >= i:
+                raise ValueError(f"tree node {i} has parent {p}: parents must come before their children")
+            allowed[i, i] = True
+            if p >= 0:
+                allowed[i] |= allowed[p]
+                depth[i] = depth[p] + 1
+        dtype = self.engine._require_open().dtype
+        mask = torch.zeros(1, 1, n, self.length + n, dtype=dtype)  # [1, 1, n, cached + n]
+        mask[0, 0, :, self.length:] = torch.zeros(n, n, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+        positions = torch.tensor([[self.length + d for d in depth]], device=device)  # [1, n]
+        self._tree_start = self.length
+        return self._run(ids, position_ids=positions, attention_mask=mask.to(device))
+
+    def keep(self, nodes: Sequence[int]) -> None:
+        """Keep the cached tokens before the last tree and the tree nodes ``nodes``, in order."""
+        import torch
+
+        start = self._tree_start
+        index = torch.tensor([*range(start), *(start + i for i in nodes)], device=self.engine.device)
+        if hasattr(self.cache, "layers"):  # transformers >= 4.54: one layer object each, [B, H, S, D]
+            for layer in self.cache.layers:
+                layer.keys = layer.keys.index_select(-2, index)
+                layer.values = layer.values.index_select(-2, index)
+        else:  # older DynamicCache: lists of [B, H, S, D]
+            for i in range(len(self.cache.key_cache)):
+                self.cache.key_cache[i] = self.cache.key_cache[i].index_select(-2, index)
+                self.cache.value_cache[i] = self.cache.value_cache[i].index_select(-2, index)
+        self.length = len(index)
+
+    def _run(self, ids: Sequence[int], **kwargs: Any) -> SampleFeatures:
+        import torch
+
         model = self.engine._require_open()
         n = len(ids)
-        device = self.engine.device
-        new = torch.tensor([list(ids)], dtype=torch.long, device=device)  # [1, n]
-        positions = torch.arange(self.length, self.length + n, device=device)[None]  # [1, n]
+        new = torch.tensor([list(ids)], dtype=torch.long, device=self.engine.device)  # [1, n]
         with torch.no_grad():
             captured, out = self.engine._forward_features(model, new, self.request, past_key_values=self.cache,
-                                                          position_ids=positions, use_cache=True)
+                                                          use_cache=True, **kwargs)
         self.length += n
         last = out.last_hidden_state[0]  # [n, H]
         features: dict[str, Any] = {"input_ids": new[0].cpu()}

@@ -11,6 +11,7 @@ from typing import Any
 
 from specforge.contracts import FeatureRequest, Strategy, TargetEngine
 from specforge.evaluation.speculative import EvalResult, check_lossless, speculative_generate, summarize
+from specforge.progress import PhaseProgress
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,21 @@ def load_eval_prompts(path: str, tokenizer: Any, limit: int) -> tuple[list[list[
 
 def evaluate_draft(engine: TargetEngine, strategy: Strategy, draft: Any, request: FeatureRequest,
                    prompts: Sequence[Sequence[int]], names: Sequence[str], settings: EvalSettings,
-                   stops: Sequence[int]) -> EvalResult:
-    traces = [speculative_generate(engine, strategy, draft, p, request, k=settings.k,
-                                   max_new_tokens=settings.max_new_tokens, stop_ids=stops,
-                                   kv_cache=settings.kv_cache) for p in prompts]
+                   stops: Sequence[int], phase: str = "eval") -> EvalResult:
+    """Decode every prompt speculatively (progress per prompt, as ``phase``), check it is lossless, summarise."""
+    bar = PhaseProgress(phase, len(prompts), "prompts", log=log)
+    traces = []
+    try:
+        for p in prompts:
+            traces.append(speculative_generate(engine, strategy, draft, p, request, k=settings.k,
+                                               max_new_tokens=settings.max_new_tokens, stop_ids=stops,
+                                               kv_cache=settings.kv_cache))
+            bar.update(1, **{"τ": f"{summarize(traces, settings.k).tau:.2f}"})
+    finally:
+        bar.close()
     greedy_seconds = 0.0
     if settings.check_lossless:
+        log.info("%s: checking the drafts left the target's greedy output unchanged (%d prompts)", phase, len(prompts))
         greedy_seconds = check_lossless(engine, prompts, traces, settings.max_new_tokens, stops, names)
     return summarize(traces, settings.k, greedy_seconds)
 

@@ -21,8 +21,19 @@ from typing import Any
 
 import torch
 
-from specforge.contracts import DecodingEngine, FeatureRequest, Sample, SampleFeatures, Strategy, TargetEngine
-from specforge.errors import SpecforgeError
+from specforge.contracts import (
+    DecodingEngine,
+    FeatureRequest,
+    Sample,
+    SampleFeatures,
+    Strategy,
+    TargetEngine,
+    TreeDecodeSession,
+    TreeDrafter,
+    TreeShape,
+)
+from specforge.errors import SpecforgeError, UserError
+from specforge.evaluation.tree import accepted_path
 
 
 class LosslessError(SpecforgeError):
@@ -91,10 +102,17 @@ def _append(tokens: list[int], new: Sequence[int], max_new_tokens: int, stops: s
 
 def speculative_generate(engine: TargetEngine, strategy: Strategy, draft: Any, prompt: Sequence[int],
                          request: FeatureRequest, *, k: int, max_new_tokens: int,
-                         stop_ids: Sequence[int] = (), kv_cache: bool = True) -> PromptTrace:
-    """Decode ``prompt`` greedily with drafts from ``strategy``; returns the trace."""
+                         stop_ids: Sequence[int] = (), kv_cache: bool = True,
+                         tree: TreeShape | None = None) -> PromptTrace:
+    """Decode ``prompt`` greedily with drafts from ``strategy``; returns the trace.
+
+    With ``tree`` the strategy drafts trees (``TreeDrafter``) the target verifies in one pass
+    with tree attention (``TreeDecodeSession``); ``k`` is then ``tree.num_steps``."""
     req = FeatureRequest(layers=request.layers, last_hidden=request.last_hidden, logits=True)
     with torch.no_grad():
+        if tree is not None:
+            check_tree_support(engine, strategy)
+            return _decode_tree(engine, strategy, draft, list(prompt), req, tree, max_new_tokens, set(stop_ids))
         if kv_cache and isinstance(engine, DecodingEngine):
             return _decode_cached(engine, strategy, draft, list(prompt), req, k, max_new_tokens, set(stop_ids))
         return _decode_recapture(engine, strategy, draft, list(prompt), req, k, max_new_tokens, set(stop_ids))
@@ -124,6 +142,57 @@ def _decode_cached(engine: DecodingEngine, strategy: Strategy, draft: Any, promp
             _append(tokens, [*proposal[:n], target[n]], max_new_tokens, stops)
             buffer.append(_slice(rows, n + 1))  # features of the newest token and the accepted draft
             session.truncate(len(accepted_ids) + n)  # the rejected draft leaves the cache
+    finally:
+        session.close()
+    trace.seconds = time.perf_counter() - started
+    return trace
+
+
+def check_tree_support(engine: TargetEngine, strategy: Strategy) -> None:
+    """Tree verification needs a tree drafter and an engine that verifies trees; else one clear line."""
+    if not isinstance(strategy, TreeDrafter):
+        raise UserError(f"strategy {strategy.name!r} drafts chains, not trees: set eval.topk = 1 (its serving "
+                        f"engine verifies a chain)")
+    if not isinstance(engine, DecodingEngine):
+        raise UserError(f"target engine {type(engine).__name__} cannot decode incrementally, which tree "
+                        f"verification needs: use --target-engine hf for tree evaluation, or eval.topk = 1")
+
+
+def _decode_tree(engine: DecodingEngine, strategy: Strategy, draft: Any, prompt: list[int],
+                 request: FeatureRequest, shape: TreeShape, max_new_tokens: int, stops: set[int]) -> PromptTrace:
+    """Each round: the strategy drafts a tree, the target scores every node in one pass (the
+    newest accepted token first, as the root), the longest path the target agrees with is kept."""
+    assert isinstance(strategy, TreeDrafter)
+    started = time.perf_counter()
+    session = engine.decode_session(request)
+    if not isinstance(session, TreeDecodeSession):
+        session.close()
+        raise UserError(f"target engine {type(engine).__name__} cannot verify trees (its decode session has no "
+                        f"extend_tree): set eval.topk = 1")
+    try:
+        first = session.extend(prompt)
+        first.setdefault("loss_mask", torch.zeros(len(prompt), dtype=torch.long))
+        buffer = FeatureBuffer(first)
+        tokens = [int(torch.argmax(first["logits"][-1]))]
+        trace = PromptTrace(tokens=tokens)
+        state = strategy.begin_decode(draft, prompt, buffer.view())
+        while len(tokens) < max_new_tokens and tokens[-1] not in stops:
+            accepted_ids = prompt + tokens
+            tree = strategy.propose_tree(draft, state, accepted_ids, buffer.view(), shape)
+            if len(tree.tokens) > shape.num_draft_tokens - 1 or tree.depth() > shape.num_steps:
+                raise RuntimeError(f"strategy {strategy.name!r} drafted a tree of {len(tree.tokens)} nodes and depth "
+                                   f"{tree.depth()} for {shape}")
+            rows = session.extend_tree([accepted_ids[-1], *tree.tokens], [-1, *(p + 1 for p in tree.parents)])
+            rows.setdefault("loss_mask", torch.zeros(1 + len(tree.tokens), dtype=torch.long))
+            target = torch.argmax(rows["logits"], dim=-1).tolist()  # target[0]: after the root
+            path = accepted_path(tree, target)
+            last = path[-1] + 1 if path else 0
+            trace.drafted.append(tree.depth())
+            trace.accepted.append(len(path))
+            _append(tokens, [*(tree.tokens[i] for i in path), target[last]], max_new_tokens, stops)
+            kept = [0, *(i + 1 for i in path)]  # the root, then the accepted nodes
+            buffer.append({name: t[kept] for name, t in rows.items()})
+            session.keep(kept)
     finally:
         session.close()
     trace.seconds = time.perf_counter() - started

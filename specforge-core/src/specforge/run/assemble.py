@@ -67,24 +67,53 @@ def assemble(config: RunConfig, dist: Any, *, engine: TargetEngine | None, info:
              resume_from: Path | None = None, init_draft: Path | None = None) -> Run:
     """Data, strategy, feature request and observers around an engine (or its info alone).
 
-    Nothing is written: the store opens with ``attach_store`` once the run folder is claimed.
+    Nothing is written but the tokenized dataset (in the cache, once): the store opens with
+    ``attach_store`` once the run folder is claimed, after the store's free space was checked
+    against the exact token count.
     """
-    from specforge.data import load_samples
     from specforge.registry import get_registry
+    from specforge.run import preflight
 
-    data = load_samples(config.data.path, info.tokenizer, max_length=config.data.max_length,
-                        seed=config.run.seed, chat_template=config.data.chat_template or None,
-                        skip_bad_lines=config.data.skip_bad_lines, max_samples=config.data.max_samples)
+    corpus = open_data(config, info.tokenizer, progress=dist.rank <= 0)
     strategy = config.strategy.build()
     request = strategy.feature_request(info)
     request.check_layers(info.num_layers)
+    preflight.check_store_space(config, info, request, num_tokens=corpus.stats.num_tokens,
+                                num_samples=corpus.stats.num_samples)
     registry = get_registry()
-    return Run(config=config, dist=dist, engine=engine, info=info, samples=list(data.samples), stats=data.stats,
-               strategy=strategy, request=request, identity=feature_identity(config, request),
+    return Run(config=config, dist=dist, engine=engine, info=info, samples=corpus.train, stats=corpus.stats,
+               corpus=corpus, strategy=strategy, request=request, identity=feature_identity(config, request),
                resume_from=resume_from, init_draft=init_draft, observe_hook=registry.call_observers)
+
+
+def open_data(config: RunConfig, tokenizer: Any, *, progress: bool = True) -> Any:
+    """The run's corpus (``specforge.data.corpus``): its tokenized dataset, built once into the cache
+    when ``data.path`` is raw, split into training samples and held-out prompts."""
+    from specforge.data.corpus import open_corpus
+
+    return open_corpus(config.data, eval_enabled=config.eval.enabled, model_dir=config.target.model,
+                       tokenizer=tokenizer, progress=progress)
 
 
 def attach_store(run: Run) -> Run:
     """Open the run's feature store (shared between ranks when it is cross-process)."""
     run.store = open_run_store(run.config, run.dist)
     return run
+
+
+def heldout_prompts(config: RunConfig, tokenizer: Any, limit: int, corpus: Any = None) -> tuple[list, list, str]:
+    """(prompt ids, names, source) of up to ``limit`` held-out samples of the run's data."""
+    from specforge.errors import UserError
+
+    own = corpus is None
+    corpus = open_data(config, tokenizer, progress=False) if own else corpus
+    try:
+        if not len(corpus.heldout):
+            raise UserError(f"no held-out prompts to evaluate on: the held-out split of {config.data.path} is "
+                            f"{corpus.holdout.describe()}; set data.eval_holdout (a fraction or a count), "
+                            f"data.eval_path (a prompts file), or eval.enabled=false")
+        ids, names = corpus.eval_prompts(limit)
+    finally:
+        if own:
+            corpus.close()
+    return ids, names, f"{config.data.path} (held out: {len(corpus.heldout)} samples, {corpus.holdout.describe()})"

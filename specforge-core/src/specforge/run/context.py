@@ -30,8 +30,8 @@ class Run:
     dist: Any  # specforge.training.distributed.DistContext
     engine: TargetEngine | None  # None in processes that only train (disaggregated trainers)
     info: TargetInfo
-    samples: list[Sample]
-    stats: DataStats
+    samples: Sequence[Sample]  # the training samples, read from the tokenized dataset on access
+    stats: DataStats  # of the training samples (the held-out split excluded)
     strategy: Strategy
     request: FeatureRequest
     store: FeatureStore | None = None  # opened once the run folder is claimed
@@ -39,6 +39,7 @@ class Run:
     resume_from: Path | None = None
     init_draft: Path | None = None
     observe_hook: Callable[..., None] = field(default=lambda hook, **kw: None, repr=False)
+    corpus: Any = None  # specforge.data.corpus.Corpus: the dataset, the held-out split, eval prompts
 
     @property
     def run_dir(self) -> Path:

@@ -37,13 +37,23 @@ def eval_dtype(config: RunConfig) -> str:
 
 
 def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, k: int | None = None,
-              num_prompts: int | None = None) -> EvalPlan:
-    """Prompts and settings from the run's config, with the command line's overrides."""
-    source = prompts or config.data.eval_path or config.data.path
-    if not source:
+              num_prompts: int | None = None, corpus: Any = None) -> EvalPlan:
+    """Prompts and settings from the run's config, with the command line's overrides.
+
+    Without a prompts file (``--prompts``, ``data.eval_path``) the prompts are the held-out split
+    of the run's data (``data.eval_holdout``; ``corpus`` when the caller has it open), never
+    training samples."""
+    from specforge.run.assemble import heldout_prompts
+
+    limit = num_prompts or config.eval.num_prompts
+    source = prompts or config.data.eval_path
+    if source:
+        ids, names = load_eval_prompts(source, tokenizer, limit)
+    elif config.data.path:
+        ids, names, source = heldout_prompts(config, tokenizer, limit, corpus)
+    else:
         raise UserError("no prompts to evaluate on: pass --prompts FILE (conversations JSONL; the last "
                         "assistant reply of each line is dropped and generated)")
-    ids, names = load_eval_prompts(source, tokenizer, num_prompts or config.eval.num_prompts)
     if not ids:
         raise UserError(f"{source} holds no usable prompt; pass --prompts FILE with conversations")
     settings = EvalSettings(k=k or config.eval.k, num_prompts=len(ids), max_new_tokens=config.eval.max_new_tokens,
@@ -60,13 +70,14 @@ def engine_for_eval(config: RunConfig, engine: TargetEngine | None, device: Any)
     return build_engine(config, device, eval_dtype(config)), True
 
 
-def run_evaluation(engine: TargetEngine, strategy: Strategy, draft: Any, plan: EvalPlan) -> dict:
+def run_evaluation(engine: TargetEngine, strategy: Strategy, draft: Any, plan: EvalPlan, phase: str = "eval") -> dict:
     """Decode every prompt with ``draft`` (moved to the engine's dtype and device) and summarise."""
     info = engine.info()
     request = strategy.feature_request(info)
     draft = draft.to(info.embed_weight.device if info.embed_weight is not None else "cpu",
                      info.embed_weight.dtype).eval()
-    result = evaluate_draft(engine, strategy, draft, request, plan.prompts, plan.names, plan.settings, plan.stops)
+    result = evaluate_draft(engine, strategy, draft, request, plan.prompts, plan.names, plan.settings, plan.stops,
+                            phase=phase)
     return result.to_json()
 
 
@@ -82,12 +93,12 @@ def evaluate_before_after(run: Any, draft: Any) -> dict:
     engine, own = engine_for_eval(cfg, run.engine, run.dist.device)
     try:
         info = engine.info()
-        plan = plan_eval(cfg, info.tokenizer)
+        plan = plan_eval(cfg, info.tokenizer, corpus=run.corpus)
         torch.manual_seed(cfg.run.seed)
         before = run.strategy.build_draft(info, run.stats)
         after = copy.deepcopy(draft)  # the trained draft stays as it was trained (dtype, device)
-        results = {label: run_evaluation(engine, run.strategy, d, plan) for label, d in
-                   (("before", before), ("after", after))}
+        results = {label: run_evaluation(engine, run.strategy, d, plan, phase=f"eval {label} training")
+                   for label, d in (("before", before), ("after", after))}
         dtype = str(info.embed_weight.dtype).replace("torch.", "")
     finally:
         if own:
@@ -122,6 +133,10 @@ def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None
         config = config.replace("eval", dtype=dtype)
     if located.kind == "export" and not prompts:
         prompts = (located.marker or {}).get("eval_prompts") or None
+        if not prompts:
+            raise UserError(f"the export {located.path} names no held-out prompts (its run had no data.eval_path); "
+                            f"pass --prompts FILE: conversations JSONL the draft was not trained on (the last "
+                            f"assistant reply of each line is dropped and generated)")
     rebuilt = rebuild(located, dtype=eval_dtype(config))  # a damaged checkpoint fails before the target loads
     plan = plan_eval(config, rebuilt.info.tokenizer, prompts=prompts, k=k, num_prompts=num_prompts)
     engine = build_engine(config, config.target.device, eval_dtype(config))

@@ -51,7 +51,7 @@ class TrainingEvaluator:
         if self._engine is None and run.dist.is_main:  # a disaggregated trainer: rank 0 evaluates
             self._engine = build_engine(run.config, run.dist.device)
             self._own_engine = True
-        self._plan = plan_eval(run.config, run.info.tokenizer)
+        self._plan = plan_eval(run.config, run.info.tokenizer, corpus=run.corpus)
         shared = "every rank's share" if run.engine is not None else "trainer rank 0"
         log.info("evaluating every %d steps on %d held-out prompts from %s (%s)", self.every,
                  len(self._plan.prompts), self._plan.source, shared)

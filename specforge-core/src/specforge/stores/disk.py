@@ -8,7 +8,9 @@ Layout under ``root/<namespace>/``::
     000001/...                              a new folder every ``shard_size`` samples
 
 A file holds exactly the tensors put, unpadded (safetensors: 8-byte header length, JSON
-header, raw little-endian data; no pickle anywhere), and the key in its metadata. A put
+header, raw little-endian data; no pickle anywhere), and the key in its metadata; with
+``store.dtype`` bfloat16/float16 its floating tensors are kept in that dtype (named in the
+metadata) and ``get`` returns them in the dtype they were put in. A put
 writes a temporary file in the target folder, renames it into place (``os.replace``,
 atomic), then appends its manifest line: a crash before the line leaves no visible record.
 Readers, in this process or another one, find files through the manifest, never by
@@ -32,7 +34,7 @@ from typing import Any
 from specforge.contracts import FeatureKey, FeatureRecord, StoreHealth
 from specforge.errors import UserError
 from specforge.stores.base import StoreBase
-from specforge.stores.dtypes import record_bytes
+from specforge.stores.dtypes import from_store, stored_dtype, to_store
 from specforge.stores.manifest import Manifest, ManifestEntry, delete_event, put_event
 from specforge.stores.options import DiskStoreOptions
 from specforge.stores.validation import check_key, check_put_generation, check_record, missing, select_names, specs_of
@@ -133,9 +135,11 @@ class DiskStore(StoreBase):
                 raise ValueError(f"put_many: sample {key.sample_id!r} appears twice; put one generation")
             seen.add(key.sample_id)
             specs = specs_of(key, tensors)
-            meta = {"namespace": key.namespace, "sample_id": key.sample_id, "generation": str(key.generation)}
-            blob = save({name: _owned(t) for name, t in tensors.items()}, metadata=meta)
-            prepared.append((FeatureRecord(key=key, specs=specs), blob))
+            meta = {"namespace": key.namespace, "sample_id": key.sample_id, "generation": str(key.generation),
+                    "store_dtype": self.options.dtype}
+            stored = {name: _owned(to_store(t, self.options.dtype, key.path())) for name, t in tensors.items()}
+            blob = save(stored, metadata=meta)
+            prepared.append((FeatureRecord(key=key, specs=specs), blob, sum(t.nbytes for t in stored.values())))
         if not prepared:
             return []
 
@@ -145,7 +149,7 @@ class DiskStore(StoreBase):
             entries, replaced, written = [], [], []
             try:
                 slot = self._manifest.samples_started
-                for record, blob in prepared:
+                for record, blob, data_bytes in prepared:
                     previous = self._manifest.entries.get(record.key.sample_id)
                     check_put_generation(record.key, previous.record.key.generation if previous else None)
                     if previous is not None:
@@ -156,7 +160,7 @@ class DiskStore(StoreBase):
                     rel = f"{shard}/{file_stem(record.key.sample_id)}.g{record.key.generation}{SUFFIX}"
                     self._write_atomically(self.dir / rel, blob)
                     written.append(rel)
-                    entries.append(ManifestEntry(record, rel, record_bytes(record), len(blob)))
+                    entries.append(ManifestEntry(record, rel, data_bytes, len(blob)))
                     if previous is not None and previous.file != rel:
                         replaced.append(previous.file)
                 self._manifest.append(put_event(e) for e in entries)
@@ -183,14 +187,18 @@ class DiskStore(StoreBase):
         out = {}
         try:
             with safe_open(str(self.dir / entry.file), framework="pt") as f:
+                kept_as = (f.metadata() or {}).get("store_dtype", "target")
                 for name in chosen:
-                    tensor = f.get_tensor(name).clone()  # own the bytes; the file may be deleted next
+                    tensor = f.get_tensor(name)
                     spec = record.specs[name]
-                    if tuple(tensor.shape) != spec.shape or str(tensor.dtype) != f"torch.{spec.dtype}":
+                    kept = f"torch.{stored_dtype(spec.dtype, kept_as)}"
+                    if tuple(tensor.shape) != spec.shape or str(tensor.dtype) != kept:
                         raise ValueError(f"{record.key.path()}: {entry.file} holds {name!r} as "
                                          f"{tuple(tensor.shape)} {tensor.dtype}, the record says {spec}; "
                                          f"the sample was re-put with other tensors, get its new record")
-                    out[name] = tensor
+                    restored = from_store(tensor, spec.dtype)
+                    # own the bytes (a conversion does already): the file may be deleted next
+                    out[name] = restored.clone() if restored is tensor else restored
         except FileNotFoundError:
             raise missing(record.key, where) from None  # deleted by another process meanwhile
         return out

@@ -5,7 +5,9 @@ owns (so a caller reusing its buffer, or a slice of a whole batch, cannot change
 is stored), and ``get`` returns clones (so a caller writing into a result cannot corrupt the
 store or another reader). That is one memcpy per put and per get, the same traffic a disk
 read costs and small next to the target forward that produced the features. Stored tensors
-are never written in place, which is why ``get`` may clone them outside the lock.
+are never written in place, which is why ``get`` may clone them outside the lock. With
+``store.dtype`` bfloat16/float16, floating tensors are kept in that dtype (half the memory of
+float32) and ``get`` converts them back to the dtype they were put in.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from specforge.contracts import FeatureKey, FeatureRecord, StoreHealth
 from specforge.stores.base import StoreBase
-from specforge.stores.dtypes import record_bytes, torch_dtype
+from specforge.stores.dtypes import from_store, stored_dtype, to_store, torch_dtype
 from specforge.stores.options import MemoryStoreOptions
 from specforge.stores.validation import check_key, check_put_generation, check_record, missing, select_names, specs_of
 
@@ -81,11 +83,12 @@ class MemoryStore(StoreBase):
         specs = specs_of(key, tensors)
         owned = {}
         for name, tensor in tensors.items():
-            copy = torch.empty(specs[name].shape, dtype=torch_dtype(specs[name].dtype))  # [*shape] on CPU
-            copy.copy_(tensor.detach())
+            kept = stored_dtype(specs[name].dtype, self.options.dtype)
+            copy = torch.empty(specs[name].shape, dtype=torch_dtype(kept))  # [*shape] on CPU
+            copy.copy_(to_store(tensor.detach(), self.options.dtype, key.path()))
             owned[name] = copy
         record = FeatureRecord(key=key, specs=specs)
-        entry = _Resident(record, owned, record_bytes(record))
+        entry = _Resident(record, owned, sum(t.nbytes for t in owned.values()))
         with self._lock:
             self._check_open()
             previous = self._samples.get(key.sample_id)
@@ -116,7 +119,11 @@ class MemoryStore(StoreBase):
                 raise ValueError(f"{record.key.path()}: record says {name!r} is {record.specs[name]}, "
                                  f"but the store holds {entry.record.specs[name]}; the record was not "
                                  f"returned by this store's put")
-        return {name: entry.tensors[name].clone() for name in chosen}
+        out = {}
+        for name in chosen:
+            restored = from_store(entry.tensors[name], record.specs[name].dtype)
+            out[name] = restored.clone() if restored is entry.tensors[name] else restored
+        return out
 
     def delete(self, record: FeatureRecord) -> None:
         """Free a sample; a no-op when it is already gone or ``record`` is of an older generation."""

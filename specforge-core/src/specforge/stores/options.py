@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from specforge.options import Range, StoreOptions
+
+StoreDtype = Literal["target", "bfloat16", "float16"]
 
 
 @dataclass(frozen=True)
@@ -13,7 +15,10 @@ class MemoryStoreOptions(StoreOptions):
     """``[store]`` keys of the ``memory`` store."""
 
     max_resident_bytes: Annotated[int, Range(ge=0, note="0 means unlimited")] = 0
-    """Tensor bytes the store may hold; a put beyond it fails."""
+    """Tensor bytes the store may hold (as stored); a put beyond it fails."""
+    dtype: StoreDtype = "target"
+    """Precision floating features are kept at: target (as captured), bfloat16 or float16 (half of
+    float32's bytes, rounded to 8 or 11 significant bits; get returns the captured dtype)."""
 
 
 @dataclass(frozen=True)
@@ -30,3 +35,7 @@ class DiskStoreOptions(StoreOptions):
     """Samples per folder (approximate when several processes write)."""
     fsync: bool = False
     """fsync every file and manifest line: survives power loss, costs latency."""
+    dtype: StoreDtype = "target"
+    """Precision floating features are kept at: target (as captured), bfloat16 or float16 (half of
+    float32's bytes, rounded to 8 or 11 significant bits; get returns the captured dtype; float16
+    refuses values above 65504). input_ids and loss_mask are kept exactly."""

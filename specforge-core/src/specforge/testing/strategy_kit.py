@@ -9,9 +9,16 @@ Subclass ``StrategyKit`` in a test module and name the registered strategy::
         options: ClassVar[dict] = {"num_layers": 1}  # as in a run config's [strategy] table
 
 pytest then runs every ``test_*`` method below against the installed strategy, on a synthetic
-tiny target (``specforge.testing.synthetic``) on CPU in a few seconds. To leave out a check that
-cannot apply, set it to ``None`` in the subclass (``test_load_export_reproduces_the_draft = None``)
-and say why in a comment. The ``check_*`` functions are the same checks for use without the class.
+tiny target (``specforge.testing.synthetic``) on CPU in seconds. Besides the contract (shapes,
+checkpoints, exports, torch-free registration) the kit checks that the method is *right* in the
+ways a wrong plugin usually is not: the loss ignores positions whose loss mask is 0, decoding
+drafts what training taught at the same positions (an off-by-one between the two fails), the
+real evaluator measures a τ on the synthetic target that a constant drafter cannot reach, and a
+multi-token strategy drafts k tokens. These share one draft trained on the kit's fixed batch.
+
+To leave out a check that cannot apply, set it to ``None`` in the subclass
+(``test_load_export_reproduces_the_draft = None``) and say why in a comment. The ``check_*``
+functions are the same checks for use without the class.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import random
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -54,6 +61,17 @@ class KitCase:
     samples: list[SampleFeatures]
     stats: DataStats
     plugin_module: str
+    fitted: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see fit()
+
+
+def _registration(name: str) -> Any:
+    """The strategy's registration, also while it is marked incomplete (an author runs the kit to
+    finish it; ``check_registration`` is the check that fails on the mark)."""
+    registry = get_registry()
+    regs = registry.components["strategy"].get(name, [])
+    if len(regs) == 1 and not regs[0].problem and regs[0].spec.incomplete:
+        return regs[0]
+    return registry.get("strategy", name)
 
 
 def make_case(strategy_name: str, options: Mapping[str, Any] | None = None, *,
@@ -61,7 +79,7 @@ def make_case(strategy_name: str, options: Mapping[str, Any] | None = None, *,
               lengths: Sequence[int] = synthetic.DEFAULT_LENGTHS, seed: int = 0) -> KitCase:
     """Build the strategy through the registry, as ``specforge run`` does, plus synthetic data for it."""
     registry = get_registry()
-    reg = registry.get("strategy", strategy_name)
+    reg = _registration(strategy_name)
     opts = build_options(reg.spec.options, dict(options or {}), "strategy")
     strategy = reg.spec.load()(opts)
     info = synthetic.tiny_target_info(seed=seed, **dict(target or {}))
@@ -108,6 +126,23 @@ def train(case: KitCase, draft: Any, batch: Any, steps: int, lr: float) -> list[
     return losses
 
 
+def fit(case: KitCase, steps: int, lr: float) -> tuple[Any, list[float]]:
+    """A draft trained ``steps`` AdamW steps on the case's fixed batch, and the losses on the way.
+
+    Kept on the case: the loss, decoding and τ checks judge the same trained draft, trained once.
+    Callers must not change it (decoding runs under ``no_grad`` in eval mode).
+    """
+    key = (steps, lr)
+    if key not in case.fitted:
+        batch = case.strategy.collate(case.samples)
+        torch.manual_seed(0)
+        draft = case.strategy.build_draft(case.info, case.stats)
+        losses = train(case, draft, batch, steps, lr)
+        draft.eval()
+        case.fitted[key] = (draft, losses)
+    return case.fitted[key]
+
+
 def checkpoint_state(draft: Any) -> dict[str, torch.Tensor]:
     """What a checkpoint keeps: trainable parameters and persistent buffers, nothing frozen."""
     params = dict(draft.named_parameters(remove_duplicate=False))
@@ -152,7 +187,10 @@ def assert_same_structure(a: Any, b: Any, where: str = "state") -> None:
 
 def check_registration(case: KitCase) -> None:
     """Registered once, usable, builds from its registered options (given and default)."""
-    reg = get_registry().get("strategy", case.name)
+    reg = _registration(case.name)
+    if reg.spec.incomplete:
+        raise AssertionError(f"strategy {case.name!r} is registered incomplete ({reg.spec.incomplete}): "
+                             f"`specforge plugins` lists it so and `specforge run` refuses it until then")
     assert isinstance(reg.spec, StrategySpec)
     assert dataclasses.is_dataclass(reg.spec.options)
     assert case.strategy.name == case.name, f"strategy.name is {case.strategy.name!r}, registered {case.name!r}"
@@ -218,9 +256,7 @@ def check_collate_and_loss(case: KitCase) -> None:
 def check_loss_falls(case: KitCase, steps: int, lr: float, ratio: float) -> list[float]:
     """A few dozen AdamW steps on one fixed batch bring the loss below ``ratio`` × its start."""
     batch = case.strategy.collate(case.samples)
-    torch.manual_seed(0)
-    draft = case.strategy.build_draft(case.info, case.stats)
-    losses = train(case, draft, batch, steps, lr)
+    draft, losses = fit(case, steps, lr)
     final = float(seeded_loss(case, draft, batch))
     draft_init_loss = losses[0]
     assert final < ratio * draft_init_loss, (
@@ -379,6 +415,206 @@ def check_propose(case: KitCase, k: int, limit: int | None = None, rounds: int =
     assert _decode(case, draft, k, rounds) == first, "decoding the same prompt twice proposed different tokens"
 
 
+def with_masked_tails(case: KitCase, samples: Sequence[SampleFeatures], margin: int = 1,
+                      seed: int = 123) -> tuple[list[SampleFeatures], list[SampleFeatures]]:
+    """Two versions of ``samples`` that differ only where the loss mask is 0 after the last
+    supervised token: (base, tails).
+
+    In both, the loss mask of each sample's last ``margin`` tokens is 0. In ``tails`` every sample
+    shorter than the longest is extended to its length (where collate would pad) with random ids
+    that break the rule, loss mask 0, and the features the target would give there; the original
+    positions keep their features bit for bit. The batch keeps its shape.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    vocab = synthetic.text_vocab(case.info)
+    width = max(int(s["input_ids"].shape[0]) for s in samples)
+    base, tails = [], []
+    for sample in samples:
+        ids = sample["input_ids"].tolist()
+        mask = sample["loss_mask"].clone()
+        mask[max(len(ids) - margin, 0):] = 0
+        base.append({**sample, "loss_mask": mask})
+        extra = torch.randint(0, vocab, (width - len(ids),), generator=gen).tolist()
+        longer = synthetic.synthetic_features(case.info, case.request, ids + extra,
+                                              [*mask.tolist(), *[0] * len(extra)])
+        tails.append({name: torch.cat([base[-1][name], value[len(ids):]]) for name, value in longer.items()})
+    return base, tails
+
+
+def _loss_and_grads(case: KitCase, draft: Any, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss and every trainable parameter's gradient, in eval mode with fixed RNG state."""
+    torch.manual_seed(0)
+    random.seed(0)
+    draft.eval()
+    draft.zero_grad(set_to_none=True)
+    loss = reduce_loss(case.strategy.loss(draft, batch, StepContext(step=0, total_steps=1)))
+    loss.backward()
+    grads = {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))
+             for n, p in draft.named_parameters() if p.requires_grad}
+    draft.zero_grad(set_to_none=True)
+    return loss.detach(), grads
+
+
+def check_masked_positions_do_not_count(case: KitCase, margin: int = 1, rtol: float = 1e-4) -> None:
+    """What a batch holds where the loss mask is 0 after a sample's last supervised token changes
+    neither the loss nor its gradient.
+
+    ``with_masked_tails`` masks each sample's last ``margin`` tokens, then puts random tokens (and
+    their features) where collate would pad; the loss and every gradient must stay as they were.
+    This is right for causal drafters (Medusa: the prediction at t reads h_t and is weighted by
+    its label's mask; EAGLE3: position t, weighted by the mask at t, reads x_{t+1} and is taught by
+    h_{t+1}, hence a margin of one token) and for block drafters (DFlash, Domino: a block sees the
+    context before its anchor, and anchors and labels sit on supervised tokens). A masked token
+    *before* a supervised one is legitimate context, so the kit changes none of those; and the
+    batch keeps its shape, so a loss normalised by it (EAGLE3's mean over B·S positions) is
+    unaffected. It fails a loss that lets masked positions into its sum, and a prediction that
+    reads past the margin (a bidirectional draft, which cannot see the future when it drafts).
+    Randomness drawn from a sample's content must not decide which supervised positions count:
+    choose kit options that use them all (DFlash: ``num_anchors`` at least the supervised
+    positions of the longest sample).
+    """
+    base, tails = with_masked_tails(case, case.samples, margin)
+    assert any(len(a["input_ids"]) < len(b["input_ids"]) for a, b in zip(base, tails)), (
+        "the kit's samples all have one length, so there is no padding to fill; give sample_lengths "
+        "different values")
+    draft, _ = _trained(case)
+    base_loss, base_grads = _loss_and_grads(case, draft, case.strategy.collate(base))
+    tail_loss, tail_grads = _loss_and_grads(case, draft, case.strategy.collate(tails))
+    assert torch.allclose(tail_loss, base_loss, rtol=rtol, atol=1e-7), (
+        f"tokens with loss_mask 0 after each sample's last supervised token (where the batch is padded) "
+        f"changed the loss from {base_loss.item():.6f} to {tail_loss.item():.6f}: the loss sums over masked "
+        f"positions (weight each term by the loss mask of what it is trained on) or a prediction reads a "
+        f"later position")
+    scale = max((float(g.abs().max()) for g in base_grads.values()), default=0.0)
+    moved = {n: float((tail_grads[n] - g).abs().max()) for n, g in base_grads.items()}
+    worst = max(moved, key=moved.__getitem__, default=None)
+    assert worst is None or moved[worst] <= rtol * scale + 1e-9, (
+        f"tokens with loss_mask 0 after each sample's last supervised token changed the gradient of "
+        f"{worst!r} by {moved[worst]:.3g} (largest gradient entry {scale:.3g}) although the loss stayed "
+        f"{base_loss.item():.6f}: a masked position reaches the gradient")
+
+
+def _trained_text(case: KitCase) -> list[list[int]]:
+    return [s["input_ids"].tolist() for s in case.samples]
+
+
+def _first_drafted(case: KitCase) -> int:
+    """The first position a draft token is decoded at: after the prompt and the target's own token."""
+    return synthetic.PROMPT_TOKENS + 1
+
+
+def check_decoding_agrees_with_training(case: KitCase, draft: Any, k: int, min_agreement: float = 0.8,
+                                        trained: str = "") -> dict[str, tuple[int, int]]:
+    """Decoding drafts what training taught at the same positions.
+
+    ``draft`` is trained to a low loss on the case's fixed batch (``fit``), text of the synthetic
+    rule language; training is teacher-forced, so its argmax at every supervised position is the
+    batch's own next token. Decoding along those samples (accepted_ids = a prefix, features of all
+    but its last token, as the evaluator passes them), the first drafted token must therefore be
+    the sample's next token, and each later drafted token the sample's token whenever the drafted
+    tokens before it were right: at ``min_agreement`` of the positions each. An off-by-one between
+    the position a head is trained on and the token it drafts gets almost none (chance is
+    1/vocab). Returns ``{"first": (agreed, positions), "later": (agreed, positions)}``.
+    """
+    counts = {"first": [0, 0], "later": [0, 0]}
+    example = ""
+    with torch.no_grad():
+        for ids in _trained_text(case):
+            for n in range(_first_drafted(case), len(ids)):
+                feats = synthetic.synthetic_features(case.info, case.request, ids[: n - 1], logits=True)
+                state = case.strategy.begin_decode(draft, ids[: n - 1], feats)
+                proposal = [int(t) for t in case.strategy.propose(draft, state, ids[:n], feats, k)]
+                truth = ids[n:]
+                counts["first"][1] += 1
+                counts["first"][0] += proposal[:1] == truth[:1]
+                for j in range(1, min(len(proposal), len(truth))):
+                    if proposal[:j] != truth[:j]:
+                        break
+                    counts["later"][1] += 1
+                    counts["later"][0] += proposal[j] == truth[j]
+                if proposal[:1] != truth[:1] and not example:
+                    example = (f"e.g. after accepted_ids {ids[:n]} it drafted {proposal}, the trained-on "
+                               f"continuation is {truth[:len(proposal)]}")
+    for which, (agreed, total) in counts.items():
+        assert total == 0 or agreed >= min_agreement * total, (
+            f"decoding disagrees with training: the {which} drafted token is the trained-on token at "
+            f"{agreed} of {total} positions (need {min_agreement:.0%}){' ' + trained if trained else ''}; "
+            f"{example or 'the later tokens are the ones that differ'}. Training "
+            f"teaches the prediction at one position and decoding reads another (an off-by-one between "
+            f"the position a head is trained on and the token it drafts), or the draft has not learnt "
+            f"the batch (raise the kit's train_steps)")
+    assert counts["first"][1] > 0, "no position was decoded: the kit's samples are too short"
+    return {name: (agreed, total) for name, (agreed, total) in counts.items()}
+
+
+class _ConstantDrafter:
+    """A strategy that drafts one fixed token k times: the bar the τ check must clear by far."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def begin_decode(self, draft: Any, prompt_ids: Sequence[int], features: SampleFeatures) -> None:
+        return None
+
+    def propose(self, draft: Any, state: Any, accepted_ids: Sequence[int], features: SampleFeatures,
+                k: int) -> list[int]:
+        return [self.token] * k
+
+
+def synthetic_tau(case: KitCase, strategy: Any, draft: Any, k: int) -> float:
+    """τ by the real evaluator (lossless speculative decoding, checked) on the synthetic target,
+    continuing each trained-on sample from its prompt to its end."""
+    from specforge.evaluation.speculative import check_lossless, speculative_generate, summarize
+    from specforge.testing.synthetic_engine import SyntheticTargetEngine
+
+    engine = SyntheticTargetEngine(case.info)
+    traces = []
+    for ids in _trained_text(case):
+        prompt, new = ids[: _first_drafted(case)], len(ids) - _first_drafted(case)
+        trace = speculative_generate(engine, strategy, draft, prompt, case.request, k=k, max_new_tokens=new)
+        check_lossless(engine, [prompt], [trace], new)
+        assert trace.tokens == ids[len(prompt):], "the synthetic target left its own rule (a kit bug)"
+        traces.append(trace)
+    return summarize(traces, k).tau
+
+
+def check_tau_beats_a_constant_drafter(case: KitCase, draft: Any, k: int, min_tau: float = 1.5,
+                                       trained: str = "") -> tuple[float, float]:
+    """τ of ``draft`` (trained on the case's batch, ``fit``) through the real evaluator on the
+    synthetic target, continuing the trained-on text, is at least ``min_tau``, a bar the best
+    constant drafter is shown to miss. Returns (τ, the constant drafter's τ)."""
+    counts: dict[int, int] = {}
+    for ids in _trained_text(case):
+        for t in ids[_first_drafted(case):]:
+            counts[t] = counts.get(t, 0) + 1
+    constant = synthetic_tau(case, _ConstantDrafter(max(counts, key=counts.get)), None, k)
+    assert constant < min_tau, f"a constant drafter reaches τ {constant:.2f} ≥ {min_tau}: the kit's text is too easy"
+    tau = synthetic_tau(case, case.strategy, draft, k)
+    assert tau >= min_tau, (
+        f"τ {tau:.2f} by lossless speculative decoding (k={k}) of the synthetic target's text the draft was "
+        f"trained on{' ' + trained if trained else ''}; need ≥ {min_tau} (the best constant drafter gets "
+        f"{constant:.2f}). The drafts "
+        f"are rejected by the target: see the decoding-agrees-with-training check")
+    return tau, constant
+
+
+def check_drafts_k_tokens(case: KitCase, draft: Any, k: int, limit: int | None = None) -> None:
+    """``propose(k)`` drafts ``min(k, limit)`` tokens, for k = 1, 2 and ``k`` (``limit``: the most one
+    round drafts, e.g. block size - 1; None: k). A one-token strategy declares ``limit=1``."""
+    limit = k if limit is None else limit
+    ids = _trained_text(case)[0]
+    n = _first_drafted(case) + 1
+    feats = synthetic.synthetic_features(case.info, case.request, ids[: n - 1], logits=True)
+    with torch.no_grad():
+        for want in sorted({1, min(2, k), k}):
+            state = case.strategy.begin_decode(draft, ids[: n - 1], feats)
+            got = case.strategy.propose(draft, state, ids[:n], feats, want)
+            assert len(got) == min(want, limit), (
+                f"propose(k={want}) drafted {len(got)} token(s) {list(got)}, expected min(k, {limit}) = "
+                f"{min(want, limit)}; a multi-token strategy drafts k tokens a round (set the kit's "
+                f"max_proposal to the most it drafts, 1 for a one-token drafter)")
+
+
 # ----------------------------------------------------------------- the pytest class
 
 
@@ -395,6 +631,8 @@ class StrategyKit:
     propose_k: ClassVar[int] = 3
     max_proposal: ClassVar[int | None] = None  # None: propose_k; a block strategy: block size - 1
     export_format: ClassVar[str | None] = None  # None: the strategy's default (first) export format
+    decode_agreement: ClassVar[float] = 0.8  # share of positions where decoding drafts the trained-on token
+    min_tau: ClassVar[float] = 1.5  # τ on the synthetic target's trained-on text (a constant drafter: ~1.0)
 
     @pytest.fixture(autouse=True)
     def _one_torch_thread(self) -> Iterator[None]:
@@ -425,6 +663,27 @@ class StrategyKit:
 
     def test_loss_falls_on_a_fixed_batch(self, kit_case: KitCase) -> None:
         check_loss_falls(kit_case, self.train_steps, self.learning_rate, self.loss_ratio)
+
+    def test_loss_ignores_positions_whose_loss_mask_is_0(self, kit_case: KitCase) -> None:
+        check_masked_positions_do_not_count(kit_case)
+
+    def _fitted(self, kit_case: KitCase) -> tuple[Any, str]:
+        draft, losses = fit(kit_case, self.train_steps, self.learning_rate)
+        return draft, (f"after {self.train_steps} training steps at lr {self.learning_rate} (loss {losses[0]:.3f} "
+                       f"-> {losses[-1]:.3f})")
+
+    def test_decoding_drafts_what_training_taught_at_the_same_positions(self, kit_case: KitCase) -> None:
+        draft, trained = self._fitted(kit_case)
+        check_decoding_agrees_with_training(kit_case, draft, self.propose_k, self.decode_agreement, trained)
+
+    def test_speculative_decoding_of_the_synthetic_target_beats_a_constant_drafter(self,
+                                                                                  kit_case: KitCase) -> None:
+        draft, trained = self._fitted(kit_case)
+        check_tau_beats_a_constant_drafter(kit_case, draft, self.propose_k, self.min_tau, trained)
+
+    def test_a_multi_token_strategy_drafts_k_tokens(self, kit_case: KitCase) -> None:
+        draft, _ = self._fitted(kit_case)
+        check_drafts_k_tokens(kit_case, draft, self.propose_k, self.max_proposal)
 
     def test_extra_state_survives_torch_save_with_weights_only(self, kit_case: KitCase, tmp_path: Path) -> None:
         check_extra_state_roundtrip(kit_case, tmp_path)

@@ -12,7 +12,6 @@ import logging
 from specforge.contracts import FeatureRecord, RunContext, TrainResult
 from specforge.topologies.base import TopologyBase
 from specforge.topologies.options import OfflineOptions
-from specforge.training.distributed import all_gather_object, barrier
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +21,8 @@ class OfflineTopology(TopologyBase):
         self.options = options
 
     def train(self, run: RunContext) -> TrainResult:
+        from specforge.training.distributed import all_gather_object, barrier  # torch: not at plan time
+
         dist, plan = run.dist, run.plan()
         shared = run.store.cross_process and dist.distributed
         mine = list(range(dist.rank, len(run.samples), dist.world_size)) if shared else plan.needed_by(dist.rank)

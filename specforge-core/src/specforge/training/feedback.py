@@ -1,12 +1,13 @@
-"""What a person watching a run sees: a progress bar and metrics.jsonl (observers add the rest)."""
+"""What a person watching a run sees: progress (a bar or log lines) and metrics.jsonl (observers add the rest)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
+
+from specforge.progress import PhaseProgress
 
 log = logging.getLogger(__name__)
 
@@ -36,24 +37,13 @@ class MetricsLog:
 
 
 class Progress:
-    """A tqdm bar with loss, tokens/s and ETA on rank 0; plain log lines when not a terminal."""
+    """Training progress on rank 0 (``specforge.progress``): loss and tokens/s with elapsed time and ETA."""
 
     def __init__(self, total: int, initial: int, enabled: bool) -> None:
-        self._bar = None
-        self._enabled = enabled
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
-        self._total = total
+        self._phase = PhaseProgress("train", total, "steps", log=log, initial=initial, enabled=enabled)
 
     def update(self, step: int, loss: float, tokens_per_s: float) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_s:.0f}")
-        elif self._enabled and (step == self._total or step % max(1, self._total // 10) == 0):
-            log.info("step %d/%d loss %.4f tokens/s %.0f", step, self._total, loss, tokens_per_s)
+        self._phase.update(step - self._phase.done, loss=f"{loss:.4f}", **{"tokens/s": f"{tokens_per_s:.0f}"})
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self._phase.close()

@@ -1,0 +1,43 @@
+"""`specforge eval EXPORT` measures an export on its own: the demo's held-out prompts for a demo
+run, and for a run on the user's data without held-out prompts, one line saying what to pass."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from specforge.testing.cli import run_specforge
+
+SHORT = ("--set", "training.max_steps=2", "--set", "eval.enabled=false")
+
+
+@pytest.mark.slow
+def test_the_export_of_a_demo_run_evaluates_on_the_demos_held_out_prompts(tmp_path) -> None:
+    from specforge.demo.assets import ensure_demo_assets
+
+    assets = ensure_demo_assets()  # built once per CI run into SPECFORGE_CACHE_DIR
+    run_specforge("run", "--strategy", "example-medusa", "--output-dir", str(tmp_path), "--name", "demo", *SHORT)
+    export = tmp_path / "demo" / "export"
+    done = run_specforge("eval", str(export), "--num-prompts", "2")
+    report = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
+    assert report["strategy"] == "example-medusa" and report["num_prompts"] == 2 and report["lossless_checked"]
+    assert report["prompts"] == str(assets.heldout_path)
+    assert "acceptance length τ:" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_export_of_a_run_on_user_data_without_held_out_prompts_says_to_pass_prompts(
+        specforge_tiny_target, specforge_chats, tmp_path) -> None:
+    run_specforge("run", "--strategy", "example-medusa", "--target-model", str(specforge_tiny_target),
+                  "--data", str(specforge_chats), "--output-dir", str(tmp_path), "--name", "mine", *SHORT,
+                  "--set", "training.batch_size=2")
+    export = tmp_path / "mine" / "export"
+    refused = run_specforge("eval", str(export), check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.strip().splitlines() == [
+        f"error: the export {export} names no held-out prompts (its run had no data.eval_path); pass --prompts "
+        f"FILE: conversations JSONL the draft was not trained on (the last assistant reply of each line is "
+        f"dropped and generated)"]
+    done = run_specforge("eval", str(export), "--prompts", str(specforge_chats), "--num-prompts", "2")
+    assert "acceptance length τ:" in done.stdout
