@@ -99,3 +99,10 @@ def test_registration_imports_neither_torch_nor_wandb():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'wandb')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_specforge_plugins_lists_it_as_an_observer():
+    rows = json.loads(specforge("plugins", "--json").stdout)
+    (row,) = [r for r in rows if r["kind"] == "observer" and r["name"] == "wandb"]
+    assert row["distribution"] == "specforge-wandb" and row["status"] == "ok"
+    assert row["summary"] == "run hooks: on_run_start, on_step_end, on_run_end"

@@ -90,7 +90,22 @@ def _component_rows(kind: str | None) -> list[dict[str, Any]]:
              "summary": "", "status": f"broken: {p.broken}", "plugin": p.name}
             for p in registry.plugins.values() if p.broken
         ]
+        rows += _observer_rows(registry)
     return rows
+
+
+def _observer_rows(registry: Any) -> list[dict[str, Any]]:
+    """Plugins implementing run hooks (TensorBoard, W&B, ...): they register no component to list."""
+    from specforge.hookspecs import OBSERVER_HOOKS
+
+    hooks: dict[str, list[str]] = {}
+    for hook in OBSERVER_HOOKS:
+        for impl in getattr(registry.pm.hook, hook).get_hookimpls():
+            hooks.setdefault(impl.plugin_name, []).append(hook.removeprefix("specforge_"))
+    return [{"name": name, "kind": "observer", "distribution": registry.plugins[name].distribution,
+             "version": registry.plugins[name].version, "summary": f"run hooks: {', '.join(used)}",
+             "status": "ok", "plugin": name}
+            for name, used in sorted(hooks.items()) if name in registry.plugins]
 
 
 @cli.command("plugins")
