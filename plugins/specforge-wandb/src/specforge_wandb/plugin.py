@@ -26,13 +26,13 @@ def specforge_on_run_start(run: RunContext) -> None:
 
 @hookimpl
 def specforge_on_step_end(run: RunContext, step: int, metrics: dict[str, float]) -> None:
-    logged = _runs.get(run.run_dir)
+    logged = _runs.get(run.run_dir) if _runs else None  # nothing to look up in most runs
     if logged is not None:
         logged.log(step, metrics)
 
 
 @hookimpl
 def specforge_on_run_end(run: RunContext, result: TrainResult) -> None:
-    logged = _runs.pop(run.run_dir, None)
+    logged = _runs.pop(run.run_dir, None) if _runs else None
     if logged is not None:
         logged.finish(result)

@@ -52,13 +52,13 @@ def specforge_on_run_start(run: RunContext) -> None:
 
 @hookimpl
 def specforge_on_step_end(run: RunContext, step: int, metrics: dict[str, float]) -> None:
-    log = _logs.get(run.run_dir)
+    log = _logs.get(run.run_dir) if _logs else None  # nothing to look up in most runs
     if log is not None:
         log.write(step, metrics)
 
 
 @hookimpl
 def specforge_on_run_end(run: RunContext, result: TrainResult) -> None:
-    log = _logs.pop(run.run_dir, None)
+    log = _logs.pop(run.run_dir, None) if _logs else None
     if log is not None:
         log.close()
