@@ -21,7 +21,7 @@ ID_FILE = "wandb-run.json"
 
 @dataclass
 class WandbRun:
-    """A started W&B run and the keys it logs (numbers only: W&B charts need them)."""
+    """A started W&B run; it logs numbers only (W&B charts nothing else from a metrics line)."""
 
     handle: Any  # wandb.sdk.wandb_run.Run
 
