@@ -6,11 +6,12 @@ PIP := $(BIN)/pip install -q -c constraints.txt
 # Every package of this repository, in one pip command (none of them is on PyPI).
 PACKAGES := -e specforge-core[train,report] \
 	-e plugins/specforge-eagle3 -e plugins/specforge-dflash -e plugins/specforge-domino \
-	-e plugins/specforge-peagle -e plugins/specforge-dspark -e plugins/specforge-mooncake -e plugins/specforge-sglang
-TEST_PACKAGES := -e specforge-core[train,report,test] \
+	-e plugins/specforge-peagle -e plugins/specforge-dspark -e plugins/specforge-mooncake -e plugins/specforge-sglang \
+	-e plugins/specforge-wandb
+TEST_PACKAGES := -e specforge-core[train,report,tensorboard,test] \
 	-e plugins/specforge-eagle3 -e plugins/specforge-dflash -e plugins/specforge-domino \
 	-e plugins/specforge-peagle -e plugins/specforge-dspark -e plugins/specforge-mooncake -e plugins/specforge-sglang \
-	-e tests/fixtures/specforge-example
+	-e plugins/specforge-wandb -e tests/fixtures/specforge-example
 DEMO_ARGS ?= --strategy eagle3
 # Two workers on the 2-core machines this project targets; tests that must not overlap share a group.
 PYTEST_ARGS ?=

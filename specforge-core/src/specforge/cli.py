@@ -90,7 +90,22 @@ def _component_rows(kind: str | None) -> list[dict[str, Any]]:
              "summary": "", "status": f"broken: {p.broken}", "plugin": p.name}
             for p in registry.plugins.values() if p.broken
         ]
+        rows += _observer_rows(registry)
     return rows
+
+
+def _observer_rows(registry: Any) -> list[dict[str, Any]]:
+    """Plugins implementing run hooks (TensorBoard, W&B, ...): they register no component to list."""
+    from specforge.hookspecs import OBSERVER_HOOKS
+
+    hooks: dict[str, list[str]] = {}
+    for hook in OBSERVER_HOOKS:
+        for impl in getattr(registry.pm.hook, hook).get_hookimpls():
+            hooks.setdefault(impl.plugin_name, []).append(hook.removeprefix("specforge_"))
+    return [{"name": name, "kind": "observer", "distribution": registry.plugins[name].distribution,
+             "version": registry.plugins[name].version, "summary": f"run hooks: {', '.join(used)}",
+             "status": "ok", "plugin": name}
+            for name, used in sorted(hooks.items()) if name in registry.plugins]
 
 
 @cli.command("plugins")
@@ -143,6 +158,8 @@ def plugins_command(as_json: bool, kind: str | None) -> None:
 @click.option("--master-port", type=int, help="Port node 0 listens on for the process group.  [default: free port]")
 @click.option("--overwrite", is_flag=True, default=None,
               help="Replace a run already in the run folder (it is moved aside to <name>.replaced-<time>).")
+@click.option("--tensorboard", is_flag=True, default=None,
+              help="Write TensorBoard events to runs/<name>/tensorboard/ (pip install specforge-core[tensorboard]).")
 @click.option("--plan", is_flag=True, help="Print the resolved plan and exit (imports no torch).")
 def run_command(config_file: str | None, sets: Sequence[str], plan: bool, **flags: Any) -> None:
     """Train a draft model: capture target features, train, export, evaluate."""

@@ -51,6 +51,9 @@ class RunSection(Options):
     """How capture and training are placed in processes."""
     overwrite: bool = False
     """Replace a run already in the run folder (it is moved aside to ``<name>.replaced-<time>``)."""
+    tensorboard: bool = False
+    """Write every metrics.jsonl line as TensorBoard scalars to ``runs/<name>/tensorboard/``
+    (needs ``pip install specforge-core[tensorboard]``; checked before anything loads)."""
     demo: bool = False
     """Set by SpecForge when the run uses the embedded demo (no target and no data given)."""
 
@@ -218,7 +221,9 @@ FLAG_KEYS: dict[str, str] = {  # command-line flag (click dest) -> section.key
     "init_draft": "training.init_draft", "nproc_per_node": "training.nproc_per_node",
     "overwrite": "run.overwrite", "nnodes": "training.nnodes", "node_rank": "training.node_rank",
     "master_addr": "training.master_addr", "master_port": "training.master_port",
+    "tensorboard": "run.tensorboard",
 }
+SWITCH_FLAGS = frozenset({"overwrite", "tensorboard"})  # on/off flags: absent (False) leaves the config's value
 
 
 @dataclass(frozen=True)
@@ -349,7 +354,7 @@ def resolve(registry: Registry, *, config_file: str | Path | None = None,
     if config_file:
         _merge(raw, load_toml(config_file), str(config_file))
     for dest, value in (flags or {}).items():
-        if value is None or (value is False and dest == "overwrite"):
+        if value is None or (value is False and dest in SWITCH_FLAGS):
             continue
         section, _, key = FLAG_KEYS[dest].partition(".")
         raw.setdefault(section, {})[key] = value

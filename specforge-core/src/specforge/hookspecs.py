@@ -91,3 +91,4 @@ REGISTRATION_HOOKS: dict[str, str] = {
     "feature_store": "specforge_register_feature_stores",
     "topology": "specforge_register_topologies",
 }
+OBSERVER_HOOKS = ("specforge_on_run_start", "specforge_on_step_end", "specforge_on_checkpoint", "specforge_on_run_end")

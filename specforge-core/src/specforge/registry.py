@@ -31,6 +31,7 @@ BUILTIN_MODULES = (
     "specforge.builtin.engines",
     "specforge.builtin.stores",
     "specforge.builtin.topologies",
+    "specforge.builtin.tensorboard",
 )
 
 # Names our own packages provide, so an unknown name can say what to install.

@@ -70,6 +70,14 @@ def test_defaults_then_toml_then_flags_then_set(reg, tmp_path):
     assert cfg.strategy.options == AlgoOptions(ttt_length=5, aux_layer_ids=(1, 2, 3))
 
 
+def test_an_absent_switch_flag_leaves_the_config_files_value(reg, tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text("[run]\ntensorboard = true\n")
+    assert resolve(reg, config_file=toml, flags=dict(BASE, tensorboard=False)).run.tensorboard is True
+    assert resolve(reg, flags=dict(BASE, tensorboard=False)).run.tensorboard is False
+    assert resolve(reg, flags=dict(BASE, tensorboard=True)).run.tensorboard is True
+
+
 def test_unknown_key_suggests_the_close_one(reg):
     with pytest.raises(ConfigError, match=r"unknown key training\.learning_rat .*did you mean 'lr'|"
                                           r"unknown key training\.batchsize.*did you mean 'batch_size'"):

@@ -4,9 +4,10 @@ Torch-free: data and prompt files exist (a data path may also be a tokenized dat
 datasets ``save_to_disk`` folder), the target directory has its weights and tokenizer,
 ``max_length`` fits the target's positions, the strategy accepts the target
 (``PlanningStrategy.plan_notes``: e.g. a mask token it can draft with), a read-only store exists,
-evaluation has held-out prompts, and the offline store's directory has room for every sample's
-features (``store_size``: exact from a tokenized dataset, else an estimate from a sample of the
-raw data). Every problem found is reported at once, each naming the key or flag that fixes it.
+evaluation has held-out prompts, ``run.tensorboard`` has its package, and the offline store's
+directory has room for every sample's features (``store_size``: exact from a tokenized dataset,
+else an estimate from a sample of the raw data). Every problem found is reported at once, each
+naming the key or flag that fixes it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ def _target_problems(config: RunConfig) -> list[str]:
     return out
 
 
+def _tensorboard_problem(config: RunConfig) -> str | None:
+    """``run.tensorboard`` without the package would fail at the first step; say so before anything loads."""
+    if not config.run.tensorboard:
+        return None
+    try:
+        import tensorboard  # noqa: F401  (light: the writer itself loads with torch, once the run starts)
+    except ImportError:
+        return ("run.tensorboard is on but the tensorboard package is not installed: "
+                "pip install specforge-core[tensorboard], or turn run.tensorboard off")
+    return None
+
+
 def check(config: RunConfig, info: TargetInfo, strategy: Any) -> list[str]:
     """Raise one ConfigError listing every problem; return the strategy's notes for the plan."""
     problems = []
@@ -71,6 +84,9 @@ def check(config: RunConfig, info: TargetInfo, strategy: Any) -> list[str]:
     if data.chat_template and not Path(data.chat_template).expanduser().is_file():
         problems.append(f"chat template file {data.chat_template!r} does not exist; fix data.chat_template")
     problems += _target_problems(config)
+    tensorboard = _tensorboard_problem(config)
+    if tensorboard:
+        problems.append(tensorboard)
     if info.max_position_embeddings and data.max_length > info.max_position_embeddings:
         problems.append(f"data.max_length {data.max_length} exceeds the target's max_position_embeddings "
                         f"{info.max_position_embeddings}; lower it with --set data.max_length=N")

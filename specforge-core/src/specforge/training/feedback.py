@@ -1,4 +1,4 @@
-"""What a person watching a run sees: progress (a bar or log lines), metrics.jsonl, TensorBoard when installed."""
+"""What a person watching a run sees: progress (a bar or log lines) and metrics.jsonl (observers add the rest)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 class MetricsLog:
-    """One JSON object per optimizer step in ``metrics.jsonl``; TensorBoard events if available.
+    """One JSON object per optimizer step in ``metrics.jsonl`` (TensorBoard and W&B are observers).
 
     On resume the file is cut back to the checkpoint's step, so every step appears once.
     """
@@ -27,29 +27,13 @@ class MetricsLog:
         elif self.path.exists():
             self.path.unlink()
         self._file = self.path.open("a")
-        self._tb = _tensorboard_writer(run_dir / "tensorboard")
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
-        if self._tb is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self._tb.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
         self._file.close()
-        if self._tb is not None:
-            self._tb.close()
-
-
-def _tensorboard_writer(path: Path) -> Any:
-    try:
-        import tensorboard  # noqa: F401  (only to know it is installed)
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(path))
 
 
 class Progress:
