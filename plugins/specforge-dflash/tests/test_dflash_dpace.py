@@ -104,12 +104,16 @@ def test_bad_dpace_options_are_refused_in_one_line_naming_the_key(values, key):
     assert "\n" not in str(err.value).strip()
 
 
-def test_a_method_with_its_own_loss_refuses_dpace():
-    from specforge_domino.options import DominoOptions
-    from specforge_domino.strategy import DominoStrategy
+def test_a_subclass_with_its_own_reduce_refuses_dpace():
+    class OwnLoss(DFlashStrategy):
+        name = "own-loss"
 
-    with pytest.raises(UserError, match=r"strategy\.loss=dpace .*domino"):
-        DominoStrategy(DominoOptions(loss="dpace"))
+        def reduce(self, out, targets, keep, ctx):  # a method with its own objective
+            raise NotImplementedError
+
+    with pytest.raises(UserError, match=r"strategy\.loss=dpace .*own-loss"):
+        OwnLoss(DFlashOptions(loss="dpace"))
+    OwnLoss(DFlashOptions())  # the default is accepted
 
 
 @pytest.mark.parametrize("kind", KINDS)
