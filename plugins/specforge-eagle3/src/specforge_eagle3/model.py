@@ -89,6 +89,8 @@ class Eagle3Draft(nn.Module):
             self.fc_norm = nn.ModuleList(RMSNorm(cfg.target_hidden_size, cfg.rms_norm_eps) for _ in cfg.aux_layer_ids)
         self.midlayer = Eagle3DecoderLayer(cfg)
         self.norm = RMSNorm(h, cfg.rms_norm_eps)
+        if not cfg.norm_output:  # unused, but SGLang loads norm.weight: ones, frozen (DDP refuses idle parameters)
+            self.norm.weight.requires_grad_(False)
         self.lm_head = nn.Linear(h, vd, bias=False)
         self.target_head: nn.Linear | None = None
         if target_head_weight is not None:
