@@ -84,3 +84,12 @@ def test_registry_finds_domino_and_its_options_extend_dflash():
     names = {f for f in reg.spec.options.__dataclass_fields__}
     assert {"target_layer_ids", "block_size", "num_anchors", "gru_hidden_dim", "emb_dim", "shift_label",
             "pure_draft_prefix_len", "lambda_base_start", "decay_ratio"} <= names
+
+
+def test_dflash_dpace_loss_is_refused_in_one_line_naming_the_key():
+    from specforge.api import UserError
+    from specforge_domino.options import DominoOptions
+    from specforge_domino.strategy import DominoStrategy
+
+    with pytest.raises(UserError, match=r"strategy\.loss=dpace .*domino"):
+        DominoStrategy(DominoOptions(loss="dpace"))

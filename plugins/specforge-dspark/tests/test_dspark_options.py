@@ -56,3 +56,8 @@ def test_the_plan_names_the_mask_token_and_the_heads():
     notes = DSparkStrategy(DSparkOptions()).plan_notes(tiny_target_info(hidden_size=32, vocab_size=48))
     assert notes[0].startswith("mask token 47 (")
     assert "markov vanilla rank 256, confidence head with markov input" in notes[1]
+
+
+def test_dflash_dpace_loss_is_refused_in_one_line_naming_the_key():
+    with pytest.raises(UserError, match=r"strategy\.loss=dpace-continuation-value-only .*dspark"):
+        DSparkStrategy(DSparkOptions(loss="dpace-continuation-value-only"))

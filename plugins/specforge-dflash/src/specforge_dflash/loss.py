@@ -116,10 +116,44 @@ def accept_lengths(correct: torch.Tensor, binary: torch.Tensor,
     return ((1 + length) * keep).sum().to(binary.dtype), keep.sum().to(binary.dtype)
 
 
-def dflash_loss_output(out: dict[str, torch.Tensor], targets: BlockTargets, keep: torch.Tensor) -> LossOutput:
-    """Global token mean: ``terms = (Σ CE·w, Σ w)``; accuracy and accept length as ratios."""
-    numerator = weighted_sum(out["ce"], targets.weights)
-    denominator = targets.weights.sum()
+def dpace_weights(ce: torch.Tensor, binary: torch.Tensor, kind: str, alpha: float) -> torch.Tensor:
+    """Detached D-PACE slot weights [B, N, bs] from slot CE and the supervised-slot mask [B, N, bs].
+
+    With q = exp(-CE) the draft's probability of the label, a supervised slot survives with
+    s = (1-α)·q + α (unsupervised slots: 1); P_k = Π_{j<=k} s_j, W_k = Σ_{j>=k} P_j·binary_j.
+    ``dpace``: W; ``dpace-cumulative-confidence-only``: P; ``dpace-continuation-value-only``: W / P.
+    """
+    with torch.no_grad():
+        work = torch.promote_types(ce.dtype, torch.float32)
+        q, binary = torch.exp(-ce.to(work)), binary.to(work)
+        survive = torch.where(binary > 0, (1 - alpha) * q + alpha, torch.ones_like(q))
+        prefix = torch.cumprod(survive, dim=-1)  # [B, N, bs]
+        if kind == "dpace-cumulative-confidence-only":
+            return prefix
+        suffix = (prefix * binary).flip(-1).cumsum(-1).flip(-1)  # [B, N, bs]
+        if kind == "dpace":
+            return suffix
+        if kind == "dpace-continuation-value-only":
+            return suffix / prefix.clamp_min(torch.finfo(prefix.dtype).tiny)
+    raise ValueError(f"unknown D-PACE loss {kind!r}")
+
+
+def dpace_loss_output(out: dict[str, torch.Tensor], targets: BlockTargets, keep: torch.Tensor, kind: str,
+                      alpha: float) -> LossOutput:
+    """Per-sample mean: ``terms = (Σ CE·binary·weight, batch size)``; metrics as ``dflash_loss_output``."""
+    binary = targets.binary
+    weights = dpace_weights(out["ce"], binary, kind, alpha)
+    numerator = weighted_sum(out["ce"], binary * weights)
+    return dflash_loss_output(out, targets, keep, numerator=numerator,
+                              denominator=numerator.new_tensor(float(keep.shape[0])))
+
+
+def dflash_loss_output(out: dict[str, torch.Tensor], targets: BlockTargets, keep: torch.Tensor,
+                       numerator: torch.Tensor | None = None, denominator: torch.Tensor | None = None) -> LossOutput:
+    """Global token mean: ``terms = (Σ CE·w, Σ w)`` (or the given terms); accuracy and accept length as ratios."""
+    if numerator is None:
+        numerator = weighted_sum(out["ce"], targets.weights)
+        denominator = targets.weights.sum()
     binary = targets.binary
     with torch.no_grad():
         ratios = {

@@ -10,6 +10,7 @@ from specforge.api import Range, StrategyOptions
 FULL_ATTENTION = "full_attention"
 SLIDING_ATTENTION = "sliding_attention"
 LAYER_TYPES = (FULL_ATTENTION, SLIDING_ATTENTION)
+DPACE_LOSSES = ("dpace", "dpace-cumulative-confidence-only", "dpace-continuation-value-only")
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,12 @@ class DFlashOptions(StrategyOptions):
     num_anchors: Annotated[int, Range(ge=1)] = 512
     """Blocks trained per sample (fewer when the sample has fewer valid anchors)."""
     loss_decay_gamma: Annotated[float | None, Range(ge=0, note="0 or unset means no decay")] = 7.0
-    """Slot weight exp(-(k-1)/γ)."""
+    """Slot weight exp(-(k-1)/γ) (the dflash loss only; D-PACE has no decay)."""
+    loss: Literal["dflash", "dpace", "dpace-cumulative-confidence-only", "dpace-continuation-value-only"] = "dflash"
+    """Block objective: dflash (token mean of decayed slot CE) or D-PACE (arXiv 2605.18810: slot CE weighted
+    by the detached suffix sum of acceptance prefix products, per-sample mean) and its two ablations."""
+    dpace_alpha: Annotated[float, Range(ge=0, le=1)] = 0.5
+    """D-PACE smoothing: a supervised slot's survival factor is (1-α)·q + α, q the draft's probability of the label."""
     mask_token_id: Annotated[int | None, Range(ge=0)] = None
     """The token drafted slots start from; None: resolved from the target (its mask token, else the
     first unused embedding row, pad, eos, unk)."""

@@ -40,6 +40,9 @@ class DFlashStrategy:
 
     def __init__(self, options: DFlashOptions | None = None) -> None:
         self.options = options if options is not None else DFlashOptions()
+        if self.options.loss != "dflash" and type(self).reduce is not DFlashStrategy.reduce:
+            raise UserError(f"strategy.loss={self.options.loss} is DFlash's D-PACE objective; {self.name} trains "
+                            f"its own loss, so leave strategy.loss unset (dflash)")
 
     # ------------------------------------------------------------------ target and draft
 
@@ -139,9 +142,12 @@ class DFlashStrategy:
         return {"labels": targets.labels}
 
     def reduce(self, out: dict, targets: Any, keep: Any, ctx: StepContext) -> LossOutput:
-        """Extension point: the loss and metrics from the draft's per-slot outputs."""
-        from specforge_dflash.loss import dflash_loss_output
-        return dflash_loss_output(out, targets, keep)
+        """Extension point: the loss and metrics from the draft's per-slot outputs (``strategy.loss``:
+        the dflash token mean, or a D-PACE per-sample mean)."""
+        from specforge_dflash.loss import dflash_loss_output, dpace_loss_output
+        if self.options.loss == "dflash":
+            return dflash_loss_output(out, targets, keep)
+        return dpace_loss_output(out, targets, keep, self.options.loss, self.options.dpace_alpha)
 
     # ------------------------------------------------------------------ checkpoints
 

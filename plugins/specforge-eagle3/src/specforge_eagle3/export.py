@@ -1,7 +1,8 @@
 """Export to the ``LlamaForCausalLMEagle3`` layout SGLang serves, and load such a directory back.
 
 ``config.json`` + ``model.safetensors`` with ``midlayer.*``, ``fc.weight``, ``norm.weight``,
-``lm_head.weight``, ``d2t``, ``t2d``. Format ``sglang`` has no embedding (SGLang takes the
+``lm_head.weight``, ``d2t``, ``t2d`` (and EAGLE3.1's ``fc_norm.{0,1,2}.weight``; ``config.json``
+carries ``fc_norm`` and ``norm_output``). Format ``sglang`` has no embedding (SGLang takes the
 target's); format ``hf`` adds ``embed_tokens.weight`` (the target's, frozen), so the directory
 is self-contained for warm starts and other loaders. SGLang ignores unknown keys silently, so
 the names and shapes are checked here before anything is written.
@@ -37,7 +38,10 @@ def expected_weights(cfg: Eagle3Config) -> dict[str, tuple[int, ...]]:
     """Every exported tensor name and its shape."""
     h, i, hd = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
     q, kv = cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd
+    fc_norms = {f"fc_norm.{j}.weight": (cfg.target_hidden_size,)
+                for j in range(len(cfg.aux_layer_ids))} if cfg.fc_norm else {}
     return {
+        **fc_norms,
         "midlayer.input_layernorm.weight": (h,),
         "midlayer.hidden_norm.weight": (h,),
         "midlayer.self_attn.q_proj.weight": (q, 2 * h),
@@ -91,6 +95,8 @@ def export_config(cfg: Eagle3Config, dtype: torch.dtype) -> dict[str, Any]:
         "max_position_embeddings": cfg.max_position_embeddings,
         "initializer_range": cfg.initializer_range,
         "tie_word_embeddings": False,
+        "fc_norm": cfg.fc_norm,
+        "norm_output": cfg.norm_output,
         "torch_dtype": str(dtype).removeprefix("torch."),
         **rope_config_fields(cfg.rope),
         "eagle_config": {"eagle_aux_hidden_state_layer_ids": list(cfg.aux_layer_ids),
@@ -127,6 +133,8 @@ def config_from_export(config: dict[str, Any]) -> Eagle3Config:
         max_position_embeddings=config.get("max_position_embeddings", 4096),
         hidden_act=config.get("hidden_act", "silu"),
         initializer_range=config.get("initializer_range", 0.02),
+        fc_norm=bool(config.get("fc_norm", False)),
+        norm_output=bool(config.get("norm_output", True)),
         target_config={k: config[k] for k in COPIED_TARGET_KEYS if k in config},
     )
 
@@ -145,6 +153,10 @@ def export_draft(draft: Eagle3Draft, out_dir: Path, fmt: str) -> dict[str, Any]:
     if problems:
         raise ValueError("the EAGLE3 export would not load in SGLang:\n  " + "\n  ".join(problems))
     config = export_config(cfg, draft.fc.weight.dtype)
+    if not cfg.norm_output:
+        log.warning("this draft was trained with norm_output false (logits from the un-normed hidden); "
+                    "SGLang's EAGLE3 head normalises before lm_head, so check the serving stack's "
+                    "norm_output semantics before serving it")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_safetensors(tensors, out_dir / WEIGHTS_FILE, metadata={"format": "pt"})

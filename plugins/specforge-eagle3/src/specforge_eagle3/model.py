@@ -16,7 +16,7 @@ from torch import nn
 
 from specforge.api.nn import RMSNorm, RotaryEmbedding, SwiGLUMLP
 from specforge_eagle3.attention import Eagle3Attention, TTTCache
-from specforge_eagle3.loss import fused_soft_cross_entropy, prediction_hits
+from specforge_eagle3.loss import fused_soft_cross_entropy, fused_soft_cross_entropy_acceptance, prediction_hits
 from specforge_eagle3.mlp import gated_mlp
 from specforge_eagle3.norm import rms_norm
 from specforge_eagle3.teacher import build_teacher, shift_left
@@ -41,6 +41,8 @@ class Eagle3Config:
     hidden_act: str = "silu"
     initializer_range: float = 0.02
     ttt_length: int = 7
+    fc_norm: bool = False  # EAGLE3.1: RMSNorm per target-layer chunk before fc
+    norm_output: bool = True  # logits from lm_head(norm(hidden)); False: lm_head(hidden)
     target_config: Mapping[str, Any] = field(default_factory=dict)  # token ids etc. copied to exports
 
 
@@ -82,8 +84,13 @@ class Eagle3Draft(nn.Module):
         # frozen copies, not initialised first: a 150k-row embedding takes seconds to randomise
         self.embed_tokens = nn.Embedding(v, h, _weight=embed_weight.detach().to(dtype).clone(), _freeze=True)
         self.fc = nn.Linear(len(cfg.aux_layer_ids) * cfg.target_hidden_size, h, bias=False)
+        self.fc_norm: nn.ModuleList | None = None
+        if cfg.fc_norm:
+            self.fc_norm = nn.ModuleList(RMSNorm(cfg.target_hidden_size, cfg.rms_norm_eps) for _ in cfg.aux_layer_ids)
         self.midlayer = Eagle3DecoderLayer(cfg)
         self.norm = RMSNorm(h, cfg.rms_norm_eps)
+        if not cfg.norm_output:  # unused, but SGLang loads norm.weight: ones, frozen (DDP refuses idle parameters)
+            self.norm.weight.requires_grad_(False)
         self.lm_head = nn.Linear(h, vd, bias=False)
         self.target_head: nn.Linear | None = None
         if target_head_weight is not None:
@@ -119,8 +126,18 @@ class Eagle3Draft(nn.Module):
         return draft_ids + self.d2t[draft_ids]
 
     def fuse(self, features: torch.Tensor) -> torch.Tensor:
-        """Concatenated target layers [B, S, 3*Ht] -> the step-0 hidden [B, S, H]."""
-        return self.fc(features.to(self.fc.weight.dtype))
+        """Concatenated target layers [B, S, 3*Ht] -> the step-0 hidden [B, S, H] (EAGLE3.1 first
+        normalises each layer's chunk [B, S, Ht] with its own ``fc_norm``)."""
+        features = features.to(self.fc.weight.dtype)
+        if self.fc_norm is not None:
+            chunks = features.chunk(len(self.fc_norm), dim=-1)
+            features = torch.cat([rms_norm(norm, c) for norm, c in zip(self.fc_norm, chunks)], dim=-1)
+        return self.fc(features)
+
+    def head_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """What the draft lm_head reads [B, S, H]: the final-normed hidden, or the hidden itself
+        without ``norm_output``; the recurrence carries the un-normed hidden either way."""
+        return rms_norm(self.norm, hidden) if self.config.norm_output else hidden
 
     def step_hidden(self, input_ids: torch.Tensor, hidden: torch.Tensor, position_ids: torch.Tensor,
                     cache: TTTCache, mask0: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,15 +152,16 @@ class Eagle3Draft(nn.Module):
              cache: TTTCache, mask0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``step_hidden`` plus the draft logits: (next hidden [B, Sq, H], logits [B, Sq, Vd])."""
         out = self.step_hidden(input_ids, hidden, position_ids, cache, mask0)
-        return out, self.lm_head(rms_norm(self.norm, out))
+        return out, self.lm_head(self.head_input(out))
 
     # ------------------------------------------------------------ training forward
 
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Mapping[str, torch.Tensor], acceptance: bool = False) -> dict[str, torch.Tensor]:
         """The whole TTT unroll of a batch; returns per-step loss terms [T] for the strategy's loss.
 
         batch: input_ids, loss_mask, attention_mask [B, S]; hidden_states [B, S, 3*Ht];
-        last_hidden [B, S, Ht]; optional position_ids [B, S].
+        last_hidden [B, S, Ht]; optional position_ids [B, S]. ``acceptance`` (the LK losses) adds,
+        per step, Σ pm·α and Σ pm·log α (differentiable) and Σ pm, with α the expected acceptance.
         """
         if self.target_head is None:
             raise ValueError("this draft has no target lm_head (TargetInfo.lm_head_weight was None), "
@@ -158,22 +176,38 @@ class Eagle3Draft(nn.Module):
             positions = torch.arange(seq_len, device=input_ids.device).expand(bsz, seq_len)
         steps = self.config.ttt_length
         teacher = build_teacher(batch["last_hidden"], batch["loss_mask"], attention_mask,
-                                self.target_head.weight, self.t2d, steps)
+                                self.target_head.weight, self.t2d, steps, with_mass=acceptance)
         ids = shift_left(input_ids)  # position t embeds x_{t+1}
         hidden = self.fuse(batch["hidden_states"])  # [B, S, H]
         cache = TTTCache(key_mask=padding_keys(attention_mask))
-        plosses, correct, counted = [], [], []
+        plosses, correct, counted, accepted = [], [], [], []
         for k in range(steps):
             hidden = self.step_hidden(shift_left(ids, k), hidden, positions + k, cache)
             target = teacher.step(k)
-            ploss, pred = fused_soft_cross_entropy(rms_norm(self.norm, hidden), self.lm_head.weight, target.probs,
-                                                   target.position_mask)
+            if acceptance:
+                ploss, pred, alpha = fused_soft_cross_entropy_acceptance(
+                    self.head_input(hidden), self.lm_head.weight, target.probs, target.mass, target.position_mask)
+                accepted.append(acceptance_sums(alpha, target.position_mask))
+            else:
+                ploss, pred = fused_soft_cross_entropy(self.head_input(hidden), self.lm_head.weight, target.probs,
+                                                       target.position_mask)
             hits, total = prediction_hits(pred, self.d2t, target.target_ids, target.loss_mask)
             plosses.append(ploss)
             correct.append(hits)
             counted.append(total)
-        return {"ploss": torch.stack(plosses), "correct": torch.stack(correct),
-                "counted": torch.stack(counted)}
+        out = {"ploss": torch.stack(plosses), "correct": torch.stack(correct), "counted": torch.stack(counted)}
+        if acceptance:
+            for i, name in enumerate(("accept_sum", "log_accept_sum", "accept_count")):
+                out[name] = torch.stack([terms[i] for terms in accepted])
+        return out
+
+
+def acceptance_sums(alpha: torch.Tensor,
+                    position_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Σ pm·α, Σ pm·log α, Σ pm) over α [B, S]; log α counts 0 where α = 0 (and passes no gradient)."""
+    m = position_mask.to(alpha.dtype)
+    log_alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha)).log()  # no 0·inf in backward
+    return (alpha * m).sum(), (log_alpha * m).sum(), m.sum()
 
 
 def padding_keys(attention_mask: torch.Tensor) -> torch.Tensor | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from specforge.api import Range, StrategyOptions
 
@@ -24,6 +24,19 @@ class Eagle3Options(StrategyOptions):
     """Width of the draft MLP; default the target's."""
     initializer_range: Annotated[float | None, Range(gt=0)] = None
     """Std of the normal init of trainable linear layers; default the target config's, else 0.02."""
+    fc_norm: bool = False
+    """EAGLE3.1: an RMSNorm on each of the three target-layer chunks before ``fc`` (``fc_norm.{0,1,2}``)."""
+    norm_output: bool = True
+    """Logits from ``lm_head(norm(hidden))`` (true, EAGLE3 and EAGLE3.1) or ``lm_head(hidden)``; the hidden
+    fed to the next step is the pre-norm one either way (see the README on serving semantics)."""
+    loss: Literal["kl", "lk_lambda", "lk_alpha"] = "kl"
+    """Step objective: ``kl`` soft cross-entropy; ``lk_alpha`` −log(mean acceptance); ``lk_lambda``
+    w·kl + (1−w)·(1 − mean acceptance) with w = kl_scale·exp(−kl_decay·acceptance) (arXiv 2602.23881)."""
+    kl_scale: Annotated[float, Range(ge=0)] = 1.0
+    """``lk_lambda``: the KL weight at zero acceptance; above 1 the acceptance term's weight turns negative
+    while acceptance is low."""
+    kl_decay: Annotated[float, Range(ge=0)] = 1.0
+    """``lk_lambda``: how fast the KL weight falls as acceptance grows (0: a fixed weight kl_scale)."""
 
     def problems(self) -> list[str]:
         if self.aux_layer_ids is not None and len(self.aux_layer_ids) != 3:

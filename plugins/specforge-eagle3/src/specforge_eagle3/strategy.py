@@ -90,6 +90,8 @@ class Eagle3Strategy:
             hidden_act=info.hidden_act or "silu",
             initializer_range=(self.options.initializer_range or info.config.get("initializer_range") or 0.02),
             ttt_length=self.options.ttt_length,
+            fc_norm=self.options.fc_norm,
+            norm_output=self.options.norm_output,
             target_config=dict(info.config),
         )
 
@@ -141,9 +143,11 @@ class Eagle3Strategy:
         return batch
 
     def loss(self, draft: Any, batch: dict[str, torch.Tensor], ctx: StepContext) -> LossOutput:
-        from specforge_eagle3.loss import tau_estimate, weighted_total
+        from specforge_eagle3.loss import lk_step_losses, tau_estimate, weighted_total
 
-        out = draft(batch)
+        o = self.options
+        lk = o.loss != "kl"
+        out = draft(batch, acceptance=True) if lk else draft(batch)
         plosses, correct, counted = out["ploss"], out["correct"], out["counted"]
         metrics: dict[str, Any] = {}
         ratios: dict[str, tuple[Any, Any]] = {}
@@ -151,8 +155,14 @@ class Eagle3Strategy:
             metrics[f"ploss_{k}"] = plosses[k].detach()
             ratios[f"acc_{k}"] = (correct[k], counted[k])
         metrics["tau_estimate"] = tau_estimate((correct / counted.clamp_min(1)).tolist())  # one sync
-        return LossOutput(loss=weighted_total(plosses, self.options.decay), metrics=metrics,
-                          ratio_metrics=ratios)
+        step_losses = plosses
+        if lk:  # masked means over this micro-batch's supervised positions (eps as the reference's)
+            count = out["accept_count"].clamp_min(1e-8)
+            acceptance, log_acceptance = out["accept_sum"] / count, out["log_accept_sum"] / count
+            step_losses = lk_step_losses(o.loss, plosses, acceptance, log_acceptance, o.kl_scale, o.kl_decay)
+            for k in range(plosses.shape[0]):
+                ratios[f"acceptance_{k}"] = (out["accept_sum"][k].detach(), out["accept_count"][k])
+        return LossOutput(loss=weighted_total(step_losses, o.decay), metrics=metrics, ratio_metrics=ratios)
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -8,6 +8,9 @@ step k reads every teacher tensor at t+k: they are padded with ``ttt_length`` po
 The full-vocabulary logits are never materialised for the whole sequence: they are computed in
 chunks of positions (at most ``CHUNK_ELEMENTS`` logits at once), each chunk reduced at once to
 its argmax and its softmax over the draft vocabulary (the "compact teacher": [S, Vd], not [S, V]).
+This is the only teacher, offline and online alike. The LK losses also ask for the target's
+probability mass on the draft vocabulary per position (``mass`` [S]): the un-renormalised target
+probabilities on the draft vocabulary are ``probs · mass``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class StepTeacher:
     target_ids: torch.Tensor  # [B, S] target argmax over the full vocab
     position_mask: torch.Tensor  # [B, S] loss_mask and "argmax is in the draft vocab"
     loss_mask: torch.Tensor  # [B, S] loss_mask (accuracy denominator)
+    mass: torch.Tensor | None = None  # [B, S] Σ_{v in draft} p_target(v) (LK losses only)
 
 
 @dataclass
@@ -52,23 +56,26 @@ class Teacher:
     position_mask: torch.Tensor  # [B, S+T]
     loss_mask: torch.Tensor  # [B, S+T]
     seq_len: int
+    mass: torch.Tensor | None = None  # [B, S+T], 0 in the padding
 
     def step(self, k: int) -> StepTeacher:
         """Step k reads the teacher at position t+k."""
         window = slice(k, k + self.seq_len)
         return StepTeacher(self.probs[:, window], self.target_ids[:, window],
-                           self.position_mask[:, window], self.loss_mask[:, window])
+                           self.position_mask[:, window], self.loss_mask[:, window],
+                           None if self.mass is None else self.mass[:, window])
 
 
 @torch.no_grad()
 def build_teacher(last_hidden: torch.Tensor, loss_mask: torch.Tensor, attention_mask: torch.Tensor,
                   head_weight: torch.Tensor, t2d: torch.Tensor, ttt_length: int,
-                  chunk_elements: int | None = None) -> Teacher:
+                  chunk_elements: int | None = None, with_mass: bool = False) -> Teacher:
     """Shift, apply the frozen target lm_head, renormalise over the draft vocab, pad for TTT.
 
     last_hidden [B, S, H] (the lm_head input, after the target's final norm); loss_mask and
     attention_mask [B, S]; head_weight [V, H]; t2d [V] bool. ``chunk_elements`` bounds the
-    full-vocabulary logits alive at once (default ``CHUNK_ELEMENTS``).
+    full-vocabulary logits alive at once (default ``CHUNK_ELEMENTS``). ``with_mass`` also returns
+    the target's probability mass on the draft vocabulary per position (0 in the padding).
     """
     budget = CHUNK_ELEMENTS if chunk_elements is None else chunk_elements
     bsz, seq_len = last_hidden.shape[:2]
@@ -79,12 +86,19 @@ def build_teacher(last_hidden: torch.Tensor, loss_mask: torch.Tensor, attention_
     vd = draft_ids.numel()
     probs = torch.full((bsz, seq_len + ttt_length, vd), 1.0 / vd, dtype=work, device=hidden.device)
     target_ids = torch.zeros(bsz, seq_len + ttt_length, dtype=torch.long, device=hidden.device)
+    mass = torch.zeros(bsz, seq_len + ttt_length, dtype=work, device=hidden.device) if with_mass else None
     step = max(1, budget // (bsz * vocab))
     for start in range(0, seq_len, step):
         end = min(start + step, seq_len)
         logits = (hidden[:, start:end] @ head_weight.T).to(work)  # [B, c, V]
         target_ids[:, start:end] = logits.argmax(-1)
-        probs[:, start:end] = torch.softmax(logits[..., draft_ids], dim=-1)  # [B, c, Vd]
+        if mass is None:
+            probs[:, start:end] = torch.softmax(logits[..., draft_ids], dim=-1)  # [B, c, Vd]
+        else:
+            draft_logits = logits[..., draft_ids]  # [B, c, Vd]
+            probs[:, start:end] = torch.softmax(draft_logits, dim=-1)
+            mass[:, start:end] = torch.exp(torch.logsumexp(draft_logits, -1) - torch.logsumexp(logits, -1))
+            del draft_logits
         del logits
     has_next = shift_left(attention_mask.long())  # [B, S]: 1 where x_{t+1} is a real token
     mask = loss_mask.to(work) * has_next.to(work)  # [B, S]
@@ -95,4 +109,5 @@ def build_teacher(last_hidden: torch.Tensor, loss_mask: torch.Tensor, attention_
         position_mask=pad_right(position_mask, ttt_length),
         loss_mask=pad_right(mask, ttt_length),
         seq_len=seq_len,
+        mass=mass,
     )
