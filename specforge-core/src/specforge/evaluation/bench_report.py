@@ -9,7 +9,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SETTING_KEYS = ("k", "max_new_tokens", "topk", "num_draft_tokens", "kv_cache")
+HIDDEN_SETTINGS = ("num_prompts", "check_lossless")  # per group in the table / always on in a bench
 
 
 def _cells(cells: Sequence[Any]) -> str:
@@ -30,7 +30,7 @@ def markdown(rows: Sequence[Any], runs: Sequence[dict[str, Any]], prompt_files: 
     run_rows = []
     for r in runs:
         s = r["settings"]
-        settings = ", ".join(f"{key}={s[key]}" for key in SETTING_KEYS if key in s)
+        settings = ", ".join(f"{key}={value}" for key, value in s.items() if key not in HIDDEN_SETTINGS)
         run_rows.append([r["run"], f"`{r['path']}` ({r['kind']})", r["strategy"], r["dtype"], settings])
     lines += _table(["run", "path", "strategy", "dtype", "settings"], run_rows)
     lines += ["", *_table(["prompts", "file"], [[name, f"`{src}`"] for name, src in prompt_files.items()]), ""]
