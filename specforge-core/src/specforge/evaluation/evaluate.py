@@ -79,21 +79,27 @@ def evaluate_draft(engine: TargetEngine, strategy: Strategy, draft: Any, request
 def decode_prompts(engine: TargetEngine, strategy: Strategy, draft: Any, request: FeatureRequest,
                    prompts: Sequence[Sequence[int]], names: Sequence[str], settings: EvalSettings,
                    stops: Sequence[int], phase: str = "eval") -> Decoded:
-    """``evaluate_draft`` before the summary, so a caller can summarise shares (`specforge bench`)."""
+    """``evaluate_draft`` before the summary, so a caller can summarise shares (`specforge bench`).
+
+    With the lossless check on, each prompt's plain greedy decoding runs right after its
+    speculative one, so both speeds of a prompt see the same machine load."""
     bar = PhaseProgress(phase, len(prompts), "prompts", log=log)
     traces = []
+    reference: list[list[int]] = []
+    greedy_seconds: list[float] = []
     try:
         for p in prompts:
             traces.append(speculative_generate(engine, strategy, draft, p, request, k=settings.k,
                                                max_new_tokens=settings.max_new_tokens, stop_ids=stops,
                                                kv_cache=settings.kv_cache))
+            if settings.check_lossless:
+                output, seconds = greedy_timed(engine, [p], settings.max_new_tokens, stops)
+                reference += output
+                greedy_seconds += seconds
             bar.update(1, **{"τ": f"{summarize(traces, settings.k).tau:.2f}"})
     finally:
         bar.close()
-    greedy_seconds: list[float] = []
     if settings.check_lossless:
-        log.info("%s: checking the drafts left the target's greedy output unchanged (%d prompts)", phase, len(prompts))
-        reference, greedy_seconds = greedy_timed(engine, prompts, settings.max_new_tokens, stops)
         compare_outputs(reference, traces, names)
     return Decoded(traces, greedy_seconds, settings.k)
 
