@@ -61,7 +61,7 @@ def main() -> None:
     assets = ensure_demo_assets(progress=False)
     engine = HFEngine(model_path=str(assets.target_dir), dtype=args.dtype, device="cpu")
     info = engine.info()
-    prompts, names = load_eval_prompts(str(assets.heldout_path), info.tokenizer, args.prompts)
+    prompts, names, _ = load_eval_prompts(str(assets.heldout_path), info.tokenizer, args.prompts)
     strategy, draft = _draft(args.strategy, args.run, info, compute_stats([]))
     draft = draft.to(info.embed_weight.dtype).eval()
     request = strategy.feature_request(info)

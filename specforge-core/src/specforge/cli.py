@@ -26,6 +26,7 @@ CORE_COMMANDS: tuple[str, ...] = (
     "specforge.commands.capture:command",
     "specforge.commands.export:command",
     "specforge.commands.eval:command",
+    "specforge.commands.bench:command",
     "specforge.commands.prepare_data:command",
     "specforge.commands.new:command",
     "specforge.commands.demo:command",

@@ -37,7 +37,8 @@ def target_dir(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["run", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["plugins"], ["plugins", "--json"], ["run", "--help"],
+                                  ["bench", "--help"]])
 def test_listing_and_help_import_no_torch(args):
     proc = run_without_torch(*args)
     assert proc.returncode == 0, proc.stderr

@@ -183,3 +183,12 @@ def test_prompts_pass_template_arguments_and_drop_overlong_prompts(qwen3, write_
     assert qwen3.decode(list(prompt.input_ids)) == (
         "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert loaded.report.too_long_ids == ("chats-2",)
+
+
+def test_prompts_carry_the_lines_category_and_a_bad_category_is_a_bad_line(chatml, write_jsonl):
+    path = write_jsonl([chat("What is 2+2?", "4.", category="math"), chat("Hi", "Hello!"),
+                        chat("Bye", "Bye!", category=3)])
+    loaded = load_prompts(path, chatml, skip_bad_lines=True)
+    assert [p.category for p in loaded.prompts] == ["math", ""]
+    (bad,) = loaded.report.skipped_lines
+    assert "'category' must be a non-empty string" in str(bad)

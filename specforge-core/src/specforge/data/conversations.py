@@ -6,7 +6,8 @@ Accepted forms (one JSON object per line):
   ``"conversations"`` (what upstream SpecForge's data preparation writes).
 * ShareGPT: ``{"conversations": [{"from": "human"|"gpt"|..., "value": ...}, ...]}``.
 
-Optional per line: ``"id"`` (string or integer) and ``"tools"`` (a list of JSON schemas).
+Optional per line: ``"id"`` (string or integer), ``"tools"`` (a list of JSON schemas) and
+``"category"`` (a string: `specforge bench` reports τ per category).
 Messages may carry ``reasoning_content``, ``tool_calls``, ``name`` and ``tool_call_id``; other
 keys are dropped. Every problem is a ``ValueError`` whose message says what is wrong; the reader
 adds the file and line.
@@ -63,6 +64,7 @@ class Conversation:
     line: int
     messages: tuple[Message, ...]
     tools: tuple[Mapping[str, Any], ...] = field(default=())
+    category: str = ""  # the line's optional "category" ("" when it has none)
 
     @property
     def source(self) -> str:
@@ -86,6 +88,16 @@ def parse_conversation(obj: Any) -> tuple[str | None, tuple[Message, ...], tuple
         raise ValueError("'messages' must be a non-empty list of message objects")
     messages = tuple(_parse_message(m, i) for i, m in enumerate(raw))
     return conv_id, messages, _parse_tools(obj.get("tools"))
+
+
+def parse_category(obj: Mapping[str, Any]) -> str:
+    """A line's optional ``"category"`` (a non-empty string), or ""."""
+    value = obj.get("category")
+    if value is None:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"'category' must be a non-empty string, got {value!r}")
+    return value.strip()
 
 
 def _parse_id(value: Any) -> str | None:

@@ -38,6 +38,7 @@ class Prompt:
     sample_id: str
     input_ids: tuple[int, ...]
     reference: str = ""  # the reply the data holds ("" when the line ends with a user turn)
+    category: str = ""  # the line's "category" field, if any
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def load_prompts(path: PathLike | Sequence[PathLike], tokenizer: Any, *, max_len
             if max_length and len(ids) > max_length:
                 too_long.append(conv.conv_id)
                 continue
-            prompts.append(Prompt(conv.conv_id, tuple(ids), reference))
+            prompts.append(Prompt(conv.conv_id, tuple(ids), reference, conv.category))
             if max_samples and len(prompts) >= max_samples:
                 break
         if max_samples and len(prompts) >= max_samples:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from specforge.data.conversations import Conversation, parse_conversation
+from specforge.data.conversations import Conversation, parse_category, parse_conversation
 from specforge.data.errors import DataError
 from specforge.data.sources import RecordReader, is_dataset_dir, source_stem
 
@@ -87,6 +87,7 @@ def read_conversations(paths: PathLike | Sequence[PathLike], sink: LineSink, *,
                 continue
             try:
                 conv_id, messages, tools = parse_conversation(record.obj)
+                category = parse_category(record.obj)
             except ValueError as exc:
                 sink.bad(name, lineno, str(exc))
                 continue
@@ -96,4 +97,5 @@ def read_conversations(paths: PathLike | Sequence[PathLike], sink: LineSink, *,
                     sink.bad(name, lineno, duplicate_reason(conv_id, seen[conv_id]))
                     continue
                 seen[conv_id] = f"{name}:{lineno}"
-            yield Conversation(conv_id=conv_id, path=name, line=lineno, messages=messages, tools=tools)
+            yield Conversation(conv_id=conv_id, path=name, line=lineno, messages=messages, tools=tools,
+                               category=category)

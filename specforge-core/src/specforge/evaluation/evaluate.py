@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from specforge.contracts import FeatureRequest, Strategy, TargetEngine
-from specforge.evaluation.speculative import EvalResult, check_lossless, speculative_generate, summarize
+from specforge.evaluation.speculative import (
+    EvalResult,
+    PromptTrace,
+    compare_outputs,
+    greedy_timed,
+    speculative_generate,
+    summarize,
+)
 from specforge.progress import PhaseProgress
 
 log = logging.getLogger(__name__)
@@ -36,33 +43,65 @@ def stop_ids(tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def load_eval_prompts(path: str, tokenizer: Any, limit: int) -> tuple[list[list[int]], list[str]]:
+def load_eval_prompts(path: str, tokenizer: Any, limit: int | None
+                      ) -> tuple[list[list[int]], list[str], list[str]]:
+    """(ids, names, categories) of the first ``limit`` prompts of ``path`` (None: all); a category
+    is the line's optional ``"category"`` field, "" when absent."""
     from specforge.data import load_prompts
 
     loaded = load_prompts(path, tokenizer)
     prompts = loaded.prompts[:limit]
-    return [list(p.input_ids) for p in prompts], [p.sample_id for p in prompts]
+    return [list(p.input_ids) for p in prompts], [p.sample_id for p in prompts], [p.category for p in prompts]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Every prompt's speculative trace and, when the lossless check ran, its plain greedy time."""
+
+    traces: list[PromptTrace]
+    greedy_seconds: list[float]  # per prompt; empty when the check (and so the baseline) was off
+    k: int
+
+    def summary(self, indices: Sequence[int] | None = None) -> EvalResult:
+        """The result over the prompts at ``indices`` (all by default): a share sums like the whole."""
+        chosen = range(len(self.traces)) if indices is None else indices
+        greedy = sum(self.greedy_seconds[i] for i in chosen) if self.greedy_seconds else 0.0
+        return summarize([self.traces[i] for i in chosen], self.k, greedy)
 
 
 def evaluate_draft(engine: TargetEngine, strategy: Strategy, draft: Any, request: FeatureRequest,
                    prompts: Sequence[Sequence[int]], names: Sequence[str], settings: EvalSettings,
                    stops: Sequence[int], phase: str = "eval") -> EvalResult:
     """Decode every prompt speculatively (progress per prompt, as ``phase``), check it is lossless, summarise."""
+    return decode_prompts(engine, strategy, draft, request, prompts, names, settings, stops, phase).summary()
+
+
+def decode_prompts(engine: TargetEngine, strategy: Strategy, draft: Any, request: FeatureRequest,
+                   prompts: Sequence[Sequence[int]], names: Sequence[str], settings: EvalSettings,
+                   stops: Sequence[int], phase: str = "eval") -> Decoded:
+    """``evaluate_draft`` before the summary, so a caller can summarise shares (`specforge bench`).
+
+    With the lossless check on, each prompt's plain greedy decoding runs right after its
+    speculative one, so both speeds of a prompt see the same machine load."""
     bar = PhaseProgress(phase, len(prompts), "prompts", log=log)
     traces = []
+    reference: list[list[int]] = []
+    greedy_seconds: list[float] = []
     try:
         for p in prompts:
             traces.append(speculative_generate(engine, strategy, draft, p, request, k=settings.k,
                                                max_new_tokens=settings.max_new_tokens, stop_ids=stops,
                                                kv_cache=settings.kv_cache))
+            if settings.check_lossless:
+                output, seconds = greedy_timed(engine, [p], settings.max_new_tokens, stops)
+                reference += output
+                greedy_seconds += seconds
             bar.update(1, **{"τ": f"{summarize(traces, settings.k).tau:.2f}"})
     finally:
         bar.close()
-    greedy_seconds = 0.0
     if settings.check_lossless:
-        log.info("%s: checking the drafts left the target's greedy output unchanged (%d prompts)", phase, len(prompts))
-        greedy_seconds = check_lossless(engine, prompts, traces, settings.max_new_tokens, stops, names)
-    return summarize(traces, settings.k, greedy_seconds)
+        compare_outputs(reference, traces, names)
+    return Decoded(traces, greedy_seconds, settings.k)
 
 
 def last_metric(run_dir: Path, name: str) -> float | None:

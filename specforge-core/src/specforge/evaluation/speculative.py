@@ -304,9 +304,19 @@ def summarize(traces: Sequence[PromptTrace], k: int, greedy_seconds: float = 0.0
 def greedy_reference(engine: TargetEngine, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                      stop_ids: Sequence[int] = ()) -> tuple[list[list[int]], float]:
     """The engine's own greedy output, prompt by prompt (as speculative decoding runs), and its time."""
-    started = time.perf_counter()
-    outputs = [engine.generate([p], max_new_tokens, stop_ids=stop_ids)[0] for p in prompts]
-    return outputs, time.perf_counter() - started
+    outputs, seconds = greedy_timed(engine, prompts, max_new_tokens, stop_ids)
+    return outputs, sum(seconds)
+
+
+def greedy_timed(engine: TargetEngine, prompts: Sequence[Sequence[int]], max_new_tokens: int,
+                 stop_ids: Sequence[int] = ()) -> tuple[list[list[int]], list[float]]:
+    """``greedy_reference`` with each prompt's own time, so shares of the prompts have a baseline."""
+    outputs, seconds = [], []
+    for p in prompts:
+        started = time.perf_counter()
+        outputs.append(engine.generate([p], max_new_tokens, stop_ids=stop_ids)[0])
+        seconds.append(time.perf_counter() - started)
+    return outputs, seconds
 
 
 def check_lossless(engine: TargetEngine, prompts: Sequence[Sequence[int]], traces: Sequence[PromptTrace],

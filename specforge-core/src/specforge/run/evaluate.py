@@ -16,7 +16,8 @@ from typing import Any
 from specforge.config import RunConfig
 from specforge.contracts import Strategy, TargetEngine
 from specforge.errors import UserError
-from specforge.evaluation.evaluate import EvalSettings, evaluate_draft, load_eval_prompts, stop_ids
+from specforge.evaluation.evaluate import Decoded, EvalSettings, decode_prompts, load_eval_prompts, stop_ids
+from specforge.run.folder import Located
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class EvalPlan:
     source: str
     settings: EvalSettings
     stops: list[int]
+    categories: tuple[str, ...] = ()  # per prompt, from a prompts file's "category" fields ("" without)
 
 
 def eval_dtype(config: RunConfig) -> str:
@@ -47,8 +49,9 @@ def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, 
 
     limit = num_prompts or config.eval.num_prompts
     source = prompts or config.data.eval_path
+    categories: list[str] = []
     if source:
-        ids, names = load_eval_prompts(source, tokenizer, limit)
+        ids, names, categories = load_eval_prompts(source, tokenizer, limit)
     elif config.data.path:
         ids, names, source = heldout_prompts(config, tokenizer, limit, corpus)
     else:
@@ -58,7 +61,7 @@ def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, 
         raise UserError(f"{source} holds no usable prompt; pass --prompts FILE with conversations")
     settings = EvalSettings(k=k or config.eval.k, num_prompts=len(ids), max_new_tokens=config.eval.max_new_tokens,
                             check_lossless=config.eval.check_lossless, kv_cache=config.eval.kv_cache)
-    return EvalPlan(ids, names, source, settings, stop_ids(tokenizer))
+    return EvalPlan(ids, names, source, settings, stop_ids(tokenizer), tuple(categories))
 
 
 def engine_for_eval(config: RunConfig, engine: TargetEngine | None, device: Any) -> tuple[TargetEngine, bool]:
@@ -72,13 +75,17 @@ def engine_for_eval(config: RunConfig, engine: TargetEngine | None, device: Any)
 
 def run_evaluation(engine: TargetEngine, strategy: Strategy, draft: Any, plan: EvalPlan, phase: str = "eval") -> dict:
     """Decode every prompt with ``draft`` (moved to the engine's dtype and device) and summarise."""
+    return run_decoding(engine, strategy, draft, plan, phase).summary().to_json()
+
+
+def run_decoding(engine: TargetEngine, strategy: Strategy, draft: Any, plan: EvalPlan, phase: str = "eval") -> Decoded:
+    """``run_evaluation`` before the summary: each prompt's trace and greedy time (for shares)."""
     info = engine.info()
     request = strategy.feature_request(info)
     draft = draft.to(info.embed_weight.device if info.embed_weight is not None else "cpu",
                      info.embed_weight.dtype).eval()
-    result = evaluate_draft(engine, strategy, draft, request, plan.prompts, plan.names, plan.settings, plan.stops,
-                            phase=phase)
-    return result.to_json()
+    return decode_prompts(engine, strategy, draft, request, plan.prompts, plan.names, plan.settings, plan.stops,
+                          phase=phase)
 
 
 def evaluate_before_after(run: Any, draft: Any) -> dict:
@@ -120,24 +127,49 @@ def _best(run_dir: Path) -> dict | None:
     return best.to_json() if best is not None else None
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A path given to `specforge eval` or `specforge bench`: what it is, its config, its draft."""
+
+    located: Located
+    config: RunConfig
+    rebuilt: Any  # specforge.run.rebuild.Rebuilt
+
+
+def open_for_eval(located: Located, *, dtype: str | None = None, **eval_overrides: Any) -> Opened:
+    """The run's config (eval dtype and ``eval.<key>`` overrides applied) and its rebuilt draft."""
+    from specforge.run.rebuild import config_of, rebuild
+
+    config = config_of(located)
+    if dtype:
+        eval_overrides["dtype"] = dtype
+    if eval_overrides:
+        config = config.replace("eval", **eval_overrides)
+    rebuilt = rebuild(located, dtype=eval_dtype(config))  # a damaged checkpoint fails before the target loads
+    return Opened(located, config, rebuilt)
+
+
+def export_prompts(located: Located) -> str:
+    """The held-out prompts file an export's run used; else a UserError saying to pass one."""
+    prompts = (located.marker or {}).get("eval_prompts")
+    if not prompts:
+        raise UserError(f"the export {located.path} names no held-out prompts (its run had no data.eval_path); "
+                        f"pass --prompts FILE: conversations JSONL the draft was not trained on (the last "
+                        f"assistant reply of each line is dropped and generated)")
+    return prompts
+
+
 def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None = None,
                   num_prompts: int | None = None, dtype: str | None = None) -> dict:
     """`specforge eval`: a run (newest checkpoint), a checkpoint or an export, on held-out prompts."""
     from specforge.run.assemble import build_engine
     from specforge.run.folder import locate
-    from specforge.run.rebuild import config_of, rebuild
 
     located = locate(path)
-    config = config_of(located)
-    if dtype:
-        config = config.replace("eval", dtype=dtype)
     if located.kind == "export" and not prompts:
-        prompts = (located.marker or {}).get("eval_prompts") or None
-        if not prompts:
-            raise UserError(f"the export {located.path} names no held-out prompts (its run had no data.eval_path); "
-                            f"pass --prompts FILE: conversations JSONL the draft was not trained on (the last "
-                            f"assistant reply of each line is dropped and generated)")
-    rebuilt = rebuild(located, dtype=eval_dtype(config))  # a damaged checkpoint fails before the target loads
+        prompts = export_prompts(located)
+    opened = open_for_eval(located, dtype=dtype)
+    config, rebuilt = opened.config, opened.rebuilt
     plan = plan_eval(config, rebuilt.info.tokenizer, prompts=prompts, k=k, num_prompts=num_prompts)
     engine = build_engine(config, config.target.device, eval_dtype(config))
     try:
