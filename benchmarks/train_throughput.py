@@ -179,6 +179,14 @@ def tree_paths(tree: Path) -> list[Path]:
     return paths
 
 
+def tree_distributions(tree: Path) -> list[str]:
+    """The plugin distributions ``tree`` holds (a plugin folder is named after its distribution)."""
+    names = [p.parent.name for p in sorted((tree / "plugins").glob("*/src"))]
+    if (tree / "tests" / "fixtures" / "specforge-example" / "src").is_dir():
+        names.append("specforge-example")
+    return names
+
+
 def check_imports(tree: Path) -> dict[str, str]:
     """Check that every loaded specforge module lies under ``tree`` (raise otherwise); return the
     ``__file__`` of the packages in use (core, strategies) for the report."""
@@ -418,6 +426,8 @@ def launch(tree: Path, spec: dict[str, Any], cap_gib: float, timeout_s: float) -
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in tree_paths(tree))
     env["PYTHONNOUSERSITE"] = "1"
+    # entry points come from the installed metadata: load only the packages this tree has
+    env["SPECFORGE_LOAD_PLUGINS"] = ",".join(tree_distributions(tree))
     if spec.get("threads"):
         env["OMP_NUM_THREADS"] = str(spec["threads"])
     if spec.get("mmap_threshold_mib"):  # glibc: allocations this large are mmapped, freed to the OS at once
