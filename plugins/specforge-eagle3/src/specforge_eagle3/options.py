@@ -24,6 +24,9 @@ class Eagle3Options(StrategyOptions):
     """Width of the draft MLP; default the target's."""
     initializer_range: Annotated[float | None, Range(gt=0)] = None
     """Std of the normal init of trainable linear layers; default the target config's, else 0.02."""
+    draft_kv_cache: bool = True
+    """Keep the draft's step-0 keys across decoding rounds (its KV cache), so each round runs the
+    draft over the newly accepted tokens only; false re-runs it over the whole prefix every round."""
 
     def problems(self) -> list[str]:
         if self.aux_layer_ids is not None and len(self.aux_layer_ids) != 3:

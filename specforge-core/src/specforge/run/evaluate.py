@@ -17,6 +17,7 @@ from specforge.config import RunConfig
 from specforge.contracts import Strategy, TargetEngine
 from specforge.errors import UserError
 from specforge.evaluation.evaluate import EvalSettings, evaluate_draft, load_eval_prompts, stop_ids
+from specforge.evaluation.tree import describe_tree
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,9 @@ def eval_dtype(config: RunConfig) -> str:
 
 
 def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, k: int | None = None,
-              num_prompts: int | None = None, corpus: Any = None) -> EvalPlan:
-    """Prompts and settings from the run's config, with the command line's overrides.
+              num_prompts: int | None = None, corpus: Any = None, strategy: Any = None) -> EvalPlan:
+    """Prompts and settings from the run's config, with the command line's overrides; the draft
+    tree (``eval.topk`` > 1) is refused for a ``strategy`` that drafts chains only.
 
     Without a prompts file (``--prompts``, ``data.eval_path``) the prompts are the held-out split
     of the run's data (``data.eval_holdout``; ``corpus`` when the caller has it open), never
@@ -57,7 +59,9 @@ def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, 
     if not ids:
         raise UserError(f"{source} holds no usable prompt; pass --prompts FILE with conversations")
     settings = EvalSettings(k=k or config.eval.k, num_prompts=len(ids), max_new_tokens=config.eval.max_new_tokens,
-                            check_lossless=config.eval.check_lossless, kv_cache=config.eval.kv_cache)
+                            check_lossless=config.eval.check_lossless, kv_cache=config.eval.kv_cache,
+                            tree=config.eval.tree(strategy, k))
+    log.info("evaluation drafts a %s", describe_tree(settings.k, settings.tree))
     return EvalPlan(ids, names, source, settings, stop_ids(tokenizer))
 
 
@@ -93,7 +97,7 @@ def evaluate_before_after(run: Any, draft: Any) -> dict:
     engine, own = engine_for_eval(cfg, run.engine, run.dist.device)
     try:
         info = engine.info()
-        plan = plan_eval(cfg, info.tokenizer, corpus=run.corpus)
+        plan = plan_eval(cfg, info.tokenizer, corpus=run.corpus, strategy=run.strategy)
         torch.manual_seed(cfg.run.seed)
         before = run.strategy.build_draft(info, run.stats)
         after = copy.deepcopy(draft)  # the trained draft stays as it was trained (dtype, device)
@@ -103,7 +107,8 @@ def evaluate_before_after(run: Any, draft: Any) -> dict:
     finally:
         if own:
             engine.close()
-    report = {"strategy": cfg.run.strategy, "k": plan.settings.k, "prompts": plan.source,
+    report = {"strategy": cfg.run.strategy, "k": plan.settings.k, "draft": plan.settings.to_json(),
+              "prompts": plan.source,
               "num_prompts": plan.settings.num_prompts, "dtype": dtype,
               "lossless_checked": plan.settings.check_lossless,
               "tau_estimate_training": last_metric(run.run_dir, "tau_estimate"),
@@ -138,11 +143,13 @@ def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None
                             f"pass --prompts FILE: conversations JSONL the draft was not trained on (the last "
                             f"assistant reply of each line is dropped and generated)")
     rebuilt = rebuild(located, dtype=eval_dtype(config))  # a damaged checkpoint fails before the target loads
-    plan = plan_eval(config, rebuilt.info.tokenizer, prompts=prompts, k=k, num_prompts=num_prompts)
+    plan = plan_eval(config, rebuilt.info.tokenizer, prompts=prompts, k=k, num_prompts=num_prompts,
+                     strategy=rebuilt.strategy)
     engine = build_engine(config, config.target.device, eval_dtype(config))
     try:
         result = run_evaluation(engine, rebuilt.strategy, rebuilt.draft, plan)
     finally:
         engine.close()
-    return {"strategy": config.run.strategy, "prompts": plan.source, "dtype": eval_dtype(config),
+    return {"strategy": config.run.strategy, "draft": plan.settings.to_json(), "prompts": plan.source,
+            "dtype": eval_dtype(config),
             "lossless_checked": plan.settings.check_lossless, **result}
