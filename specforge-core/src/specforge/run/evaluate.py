@@ -126,8 +126,10 @@ def _best(run_dir: Path) -> dict | None:
 
 
 def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None = None,
-                  num_prompts: int | None = None, dtype: str | None = None) -> dict:
-    """`specforge eval`: a run (newest checkpoint), a checkpoint or an export, on held-out prompts."""
+                  num_prompts: int | None = None, dtype: str | None = None, topk: int | None = None,
+                  num_draft_tokens: int | None = None) -> dict:
+    """`specforge eval`: a run (newest checkpoint), a checkpoint or an export, on held-out prompts;
+    ``topk`` / ``num_draft_tokens`` override ``eval.topk`` / ``eval.num_draft_tokens``."""
     from specforge.run.assemble import build_engine
     from specforge.run.folder import locate
     from specforge.run.rebuild import config_of, rebuild
@@ -136,6 +138,10 @@ def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None
     config = config_of(located)
     if dtype:
         config = config.replace("eval", dtype=dtype)
+    if topk is not None:
+        config = config.replace("eval", topk=topk)
+    if num_draft_tokens is not None:
+        config = config.replace("eval", num_draft_tokens=num_draft_tokens)
     if located.kind == "export" and not prompts:
         prompts = (located.marker or {}).get("eval_prompts") or None
         if not prompts:
