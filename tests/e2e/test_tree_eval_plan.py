@@ -29,3 +29,18 @@ def test_the_plan_states_a_chain_by_default():
 def test_a_tree_for_dflash_is_refused_in_one_line():
     with pytest.raises(ConfigError, match=r"strategy 'dflash' drafts chains, not trees: set eval\.topk = 1"):
         plan("dflash", "eval.topk=2")
+
+
+def test_the_eval_lines_of_the_evaluation_doc_parse():
+    import shlex
+    from pathlib import Path
+
+    from specforge.commands.eval import command
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "evaluation.md"
+    lines = [x.split(" #", 1)[0].strip() for x in doc.read_text().splitlines() if x.startswith("specforge eval ")]
+    assert any("--topk" in x for x in lines)
+    for line in lines:
+        params = command.make_context("eval", shlex.split(line)[2:]).params
+        if "--topk" in line:
+            assert params["topk"] == 8 and params["num_draft_tokens"] == 64 and params["k"] == 5
