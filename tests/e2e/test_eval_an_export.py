@@ -41,3 +41,20 @@ def test_the_export_of_a_run_on_user_data_without_held_out_prompts_says_to_pass_
         f"dropped and generated)"]
     done = run_specforge("eval", str(export), "--prompts", str(specforge_chats), "--num-prompts", "2")
     assert "acceptance length τ:" in done.stdout
+
+
+@pytest.mark.slow
+def test_an_eagle3_export_evaluates_with_sglangs_tree_settings_and_a_chain_drafter_is_refused(tmp_path) -> None:
+    from specforge.demo.assets import ensure_demo_assets
+
+    ensure_demo_assets()
+    run_specforge("run", "--strategy", "eagle3", "--output-dir", str(tmp_path), "--name", "e3", *SHORT)
+    done = run_specforge("eval", str(tmp_path / "e3" / "export"), "--num-prompts", "2", "--k", "2", "--topk", "3",
+                         "--num-draft-tokens", "6")
+    report = json.loads(done.stdout[: done.stdout.rindex("}") + 1])
+    assert report["draft"] == {"num_steps": 2, "topk": 3, "num_draft_tokens": 6, "kv_cache": True}
+    assert report["lossless_checked"] and "tree 2/3/6" in done.stdout
+    run_specforge("run", "--strategy", "example-medusa", "--output-dir", str(tmp_path), "--name", "m", *SHORT)
+    refused = run_specforge("eval", str(tmp_path / "m" / "export"), "--num-prompts", "2", "--topk", "2", check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "strategy 'example-medusa' drafts chains, not trees: set eval.topk = 1" in refused.stderr

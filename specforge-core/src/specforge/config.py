@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from specforge.components import ComponentSpec, FeatureStoreSpec, StrategySpec, TopologySpec
+from specforge.contracts import TreeShape
 from specforge.devices import DTYPES
-from specforge.errors import ConfigError
+from specforge.errors import ConfigError, UserError
+from specforge.evaluation.tree import eval_tree
 from specforge.options import (
     Options,
     Range,
@@ -174,7 +176,14 @@ class EvalSection(Options):
     enabled: bool = True
     """Measure τ before and after training."""
     k: Annotated[int, Range(ge=1)] = 4
-    """Draft tokens per verification (block strategies draft up to their block size - 1)."""
+    """Draft tokens per verification (block strategies draft up to their block size - 1); with
+    ``eval.topk`` > 1 the tree's depth. SGLang's ``--speculative-num-steps``."""
+    topk: Annotated[int, Range(ge=1, le=64)] = 1
+    """Children expanded per draft node and beams kept per step (SGLang's
+    ``--speculative-eagle-topk``); 1 drafts a chain, above 1 a tree (strategies that draft trees only)."""
+    num_draft_tokens: Annotated[int, Range(ge=0, le=1024)] = 0
+    """Tokens the target verifies per round, the newest accepted token (the tree's root) included
+    (SGLang's ``--speculative-num-draft-tokens``); 0: k + 1 for a chain, the whole expansion for a tree."""
     num_prompts: Annotated[int, Range(ge=1)] = 32
     """Held-out prompts to decode."""
     max_new_tokens: Annotated[int, Range(ge=1)] = 48
@@ -189,9 +198,19 @@ class EvalSection(Options):
     false re-runs the whole sequence every round (the old, quadratic path)."""
 
     def problems(self) -> list[str]:
+        out = []
         if self.dtype and self.dtype not in DTYPES:
-            return [f"eval.dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)} or leave it empty"]
-        return []
+            out.append(f"eval.dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)} or leave it empty")
+        try:
+            self.tree()
+        except UserError as e:
+            out.append(str(e))
+        return out
+
+    def tree(self, strategy: Any = None, k: int | None = None) -> TreeShape | None:
+        """The draft tree these settings verify (None: a chain), with ``k`` overriding ``eval.k``;
+        a UserError for a shape SGLang refuses or a ``strategy`` that drafts chains only."""
+        return eval_tree(k or self.k, self.topk, self.num_draft_tokens, strategy)
 
 
 @dataclass(frozen=True)

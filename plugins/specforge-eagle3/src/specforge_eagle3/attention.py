@@ -41,7 +41,8 @@ class TTTCache:
     ``key_mask`` [B, Sk] marks real step-0 keys (None: all real, or right padding only: padded
     queries then see padded keys, which changes nothing at real positions). ``extended`` holds
     the step-0 keys/values widened with the sink, built once per unroll and shared by its steps;
-    ``weights`` the concatenated projection weights, likewise.
+    ``weights`` the concatenated projection weights, likewise. ``past`` (decoding only) are step-0
+    keys/values of positions drafted from in earlier rounds: the first call's keys extend them.
     """
 
     k0: torch.Tensor | None = None  # [B, Hkv, Sk, D]
@@ -51,6 +52,7 @@ class TTTCache:
     key_mask: torch.Tensor | None = None  # [B, Sk] bool
     extended: tuple[torch.Tensor, torch.Tensor] | None = None  # [B, Hkv, Sk+1, Dp] each
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # see shared_weight
+    past: tuple[torch.Tensor, torch.Tensor] | None = None  # [B, Hkv, Sp, D] x 2: drafting's earlier rounds
 
     def shared_weight(self, name: str, *parts: torch.Tensor) -> torch.Tensor:
         """``torch.cat(parts)`` made once per unroll (q/k/v, gate/up): one matmul per step, and one
@@ -263,7 +265,9 @@ class Eagle3Attention(nn.Module):
         qk = apply_rotary(qkv[:, :h + hkv], cos, sin)
         # v copied out: a view would keep the whole projection alive in the cache and for backward
         q, k, v = qk[:, :h], qk[:, h:], qkv[:, h + hkv:].contiguous()  # [B, h, Sq, D], [B, Hkv, Sq, D] x 2
-        if cache.k0 is None:
+        if cache.k0 is None and cache.past is not None:
+            cache.k0, cache.v0 = torch.cat([cache.past[0], k], dim=2), torch.cat([cache.past[1], v], dim=2)
+        elif cache.k0 is None:
             cache.k0, cache.v0 = k, v
         else:
             cache.extra_k.append(k)

@@ -37,6 +37,9 @@ class Eagle3Options(StrategyOptions):
     while acceptance is low."""
     kl_decay: Annotated[float, Range(ge=0)] = 1.0
     """``lk_lambda``: how fast the KL weight falls as acceptance grows (0: a fixed weight kl_scale)."""
+    draft_kv_cache: bool = True
+    """Keep the draft's step-0 keys across decoding rounds (its KV cache), so each round runs the
+    draft over the newly accepted tokens only; false re-runs it over the whole prefix every round."""
 
     def problems(self) -> list[str]:
         if self.aux_layer_ids is not None and len(self.aux_layer_ids) != 3:

@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from specforge.api import (
     DataStats,
+    DraftTree,
     FeatureRequest,
     LossOutput,
     SampleFeatures,
     StepContext,
     TargetInfo,
+    TreeShape,
     UserError,
     unwrap,
 )
@@ -192,13 +194,19 @@ class Eagle3Strategy:
     def begin_decode(self, draft: Any, prompt_ids: Sequence[int], features: SampleFeatures) -> Any:
         from specforge_eagle3 import decode
 
-        return decode.begin_decode(unwrap(draft), prompt_ids, features)
+        return decode.begin_decode(unwrap(draft), prompt_ids, features, use_cache=self.options.draft_kv_cache)
 
     def propose(self, draft: Any, state: Any, accepted_ids: Sequence[int], features: SampleFeatures,
                 k: int) -> list[int]:
         from specforge_eagle3 import decode
 
-        return decode.propose(unwrap(draft), accepted_ids, features, k)
+        return decode.propose(unwrap(draft), accepted_ids, features, k, state)
+
+    def propose_tree(self, draft: Any, state: Any, accepted_ids: Sequence[int], features: SampleFeatures,
+                     shape: TreeShape) -> DraftTree:
+        from specforge_eagle3 import decode
+
+        return decode.propose_tree(unwrap(draft), accepted_ids, features, shape, state)
 
     # ------------------------------------------------------------------ export
 

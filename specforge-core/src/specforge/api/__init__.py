@@ -27,6 +27,7 @@ from specforge.contracts import (
     DataStats,
     DecodeSession,
     DecodingEngine,
+    DraftTree,
     FeatureKey,
     FeatureRecord,
     FeatureRequest,
@@ -50,9 +51,13 @@ from specforge.contracts import (
     TensorSpec,
     Topology,
     TrainResult,
+    TreeDecodeSession,
+    TreeDrafter,
+    TreeShape,
 )
 from specforge.engines.mask_token import MaskToken, resolve_mask_token
 from specforge.errors import ConfigError, PluginError, SpecforgeError, UserError
+from specforge.evaluation.tree import topk_tree
 from specforge.hookspecs import PROJECT
 from specforge.nn import unwrap
 from specforge.options import (
@@ -76,6 +81,7 @@ __all__ = [
     "DataStats",
     "DecodeSession",
     "DecodingEngine",
+    "DraftTree",
     "FeatureKey",
     "FeatureRecord",
     "FeatureRequest",
@@ -114,8 +120,12 @@ __all__ = [
     "TopologyOptions",
     "TopologySpec",
     "TrainResult",
+    "TreeDecodeSession",
+    "TreeDrafter",
+    "TreeShape",
     "UserError",
     "hookimpl",
     "resolve_mask_token",
+    "topk_tree",
     "unwrap",
 ]

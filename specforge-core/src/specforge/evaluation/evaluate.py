@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specforge.contracts import FeatureRequest, Strategy, TargetEngine
+from specforge.contracts import FeatureRequest, Strategy, TargetEngine, TreeShape
 from specforge.evaluation.speculative import (
     EvalResult,
     PromptTrace,
@@ -25,11 +25,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalSettings:
+    """How one evaluation decodes; ``tree`` None drafts chains of ``k``, else that tree (depth ``k``)."""
+
     k: int
     num_prompts: int
     max_new_tokens: int
     check_lossless: bool = True
     kv_cache: bool = True
+    tree: TreeShape | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The draft settings in SGLang's three numbers, for eval.json."""
+        t = self.tree
+        return {"num_steps": self.k, "topk": t.topk if t else 1,
+                "num_draft_tokens": t.num_draft_tokens if t else self.k + 1, "kv_cache": self.kv_cache}
 
 
 def stop_ids(tokenizer: Any) -> list[int]:
@@ -91,7 +100,7 @@ def decode_prompts(engine: TargetEngine, strategy: Strategy, draft: Any, request
         for p in prompts:
             traces.append(speculative_generate(engine, strategy, draft, p, request, k=settings.k,
                                                max_new_tokens=settings.max_new_tokens, stop_ids=stops,
-                                               kv_cache=settings.kv_cache))
+                                               kv_cache=settings.kv_cache, tree=settings.tree))
             if settings.check_lossless:
                 output, seconds = greedy_timed(engine, [p], settings.max_new_tokens, stops)
                 reference += output
@@ -143,7 +152,7 @@ def plot(run_dir: Path, report: dict) -> Path | None:
                    label="τ measured (speculative decoding)")
     ax_tau.set_xlabel("optimizer step")
     ax_tau.set_ylabel("acceptance length τ")
-    ax_tau.set_title(f"{report['strategy']}, k={report['k']}")
+    ax_tau.set_title(f"{report['strategy']}, {_draft_label(report)}")
     ax_tau.legend(fontsize=8)
     fig.tight_layout()
     out = run_dir / "plot.png"
@@ -154,4 +163,12 @@ def plot(run_dir: Path, report: dict) -> Path | None:
 
 def summary_line(report: dict) -> str:
     return (f"acceptance length τ: before {report['before']['tau']:.2f} → after {report['after']['tau']:.2f} "
-            f"(strategy {report['strategy']}, k={report['k']})")
+            f"(strategy {report['strategy']}, {_draft_label(report)})")
+
+
+def _draft_label(report: dict) -> str:
+    draft = report.get("draft") or {}
+    if draft.get("topk", 1) > 1:
+        return (f"tree: num_steps={draft['num_steps']}, topk={draft['topk']}, "
+                f"num_draft_tokens={draft['num_draft_tokens']}")
+    return f"k={report['k']}"

@@ -11,13 +11,15 @@ so the chosen nodes are closed under ancestors. With K = 1 and N = S+1 it is the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from specforge.contracts import DraftTree, TreeShape
+from specforge.contracts import DraftTree, TreeDrafter, TreeShape
 from specforge.errors import UserError
 
-Expand = Callable[[list[tuple[int, ...]]], torch.Tensor]  # paths after the accepted ids -> [len, V] log-probs
+if TYPE_CHECKING:  # torch-free at import: specforge.api re-exports topk_tree
+    import torch
+
+Expand = Callable[[list[tuple[int, ...]]], "torch.Tensor"]  # paths after the accepted ids -> [len, V] log-probs
 
 
 def tree_capacity(shape: TreeShape) -> int:
@@ -78,3 +80,32 @@ def accepted_path(tree: DraftTree, target: Sequence[int]) -> list[int]:
             return path
         path.append(child)
         at = child
+
+
+def eval_tree(k: int, topk: int, num_draft_tokens: int, strategy: Any = None) -> TreeShape | None:
+    """The tree ``eval.k`` / ``eval.topk`` / ``eval.num_draft_tokens`` ask for, None for a chain
+    (topk 1). ``num_draft_tokens`` 0 verifies the whole expansion. Refused, in one line, for a
+    shape SGLang would not accept or a ``strategy`` that drafts chains only."""
+    if topk == 1:
+        if num_draft_tokens not in (0, k + 1):
+            raise UserError(f"eval.num_draft_tokens {num_draft_tokens} with eval.topk 1: a chain of eval.k = {k} "
+                            f"verifies {k + 1} tokens (the newest accepted one and k drafts); set "
+                            f"eval.num_draft_tokens = {k + 1} or 0, or raise eval.topk for a tree")
+        return None
+    shape = TreeShape(num_steps=k, topk=topk, num_draft_tokens=num_draft_tokens or tree_capacity(
+        TreeShape(num_steps=k, topk=topk, num_draft_tokens=2)) + 1)
+    check_shape(shape)
+    if strategy is not None and not isinstance(strategy, TreeDrafter):
+        raise UserError(f"strategy {strategy.name!r} drafts chains, not trees: set eval.topk = 1 (its serving "
+                        f"engine verifies a chain)")
+    return shape
+
+
+def describe_tree(k: int, shape: TreeShape | None) -> str:
+    """The draft settings in SGLang's terms, for ``--plan`` and logs."""
+    if shape is None:
+        return f"chain of k={k} draft tokens (--speculative-num-steps {k} --speculative-eagle-topk 1 " \
+               f"--speculative-num-draft-tokens {k + 1})"
+    return (f"tree: depth {shape.num_steps}, top-{shape.topk} per step, {shape.num_draft_tokens} tokens verified "
+            f"per round, root included (--speculative-num-steps {shape.num_steps} --speculative-eagle-topk "
+            f"{shape.topk} --speculative-num-draft-tokens {shape.num_draft_tokens})")

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from specforge.config import EvalSection
 from specforge.errors import UserError
 from specforge.run.evaluate import EvalPlan, Opened, eval_dtype, export_prompts, open_for_eval, plan_eval, run_decoding
 from specforge.run.folder import Located, locate
@@ -46,18 +45,11 @@ class BenchReport:
 
 def eval_overrides(max_new_tokens: int | None, tree: dict[str, int | None]) -> dict[str, Any]:
     """The ``eval.<key>`` overrides of the command line; the lossless check stays on (it times the
-    plain greedy baseline of the speed-up). A tree setting this version's eval section lacks is refused."""
-    known = {f.name for f in dataclasses.fields(EvalSection)}
+    plain greedy baseline of the speed-up); ``tree``: ``eval.topk`` / ``eval.num_draft_tokens``."""
     overrides: dict[str, Any] = {"check_lossless": True}
     if max_new_tokens:
         overrides["max_new_tokens"] = max_new_tokens
-    for key, value in tree.items():
-        if value is None:
-            continue
-        if key not in known:
-            raise UserError(f"--{key.replace('_', '-')}: this specforge has no eval.{key} (tree evaluation is not "
-                            f"installed); leave it out")
-        overrides[key] = value
+    overrides.update({key: value for key, value in tree.items() if value is not None})
     return overrides
 
 
@@ -120,7 +112,8 @@ def bench_one(opened: Opened, label: str, files: Sequence[str | None], *, k: int
     engine = build_engine(config, config.target.device, eval_dtype(config))
     try:
         for file in files:
-            plan = plan_eval(config, rebuilt.info.tokenizer, prompts=file, k=k, num_prompts=ALL)
+            plan = plan_eval(config, rebuilt.info.tokenizer, prompts=file, k=k, num_prompts=ALL,
+                             strategy=rebuilt.strategy)
             name = Path(file).stem if file else "held-out"
             sources[name] = plan.source
             split = groups(plan, per_group)

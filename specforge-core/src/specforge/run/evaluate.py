@@ -17,6 +17,7 @@ from specforge.config import RunConfig
 from specforge.contracts import Strategy, TargetEngine
 from specforge.errors import UserError
 from specforge.evaluation.evaluate import Decoded, EvalSettings, decode_prompts, load_eval_prompts, stop_ids
+from specforge.evaluation.tree import describe_tree
 from specforge.run.folder import Located
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ def eval_dtype(config: RunConfig) -> str:
 
 
 def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, k: int | None = None,
-              num_prompts: int | None = None, corpus: Any = None) -> EvalPlan:
-    """Prompts and settings from the run's config, with the command line's overrides.
+              num_prompts: int | None = None, corpus: Any = None, strategy: Any = None) -> EvalPlan:
+    """Prompts and settings from the run's config, with the command line's overrides; the draft
+    tree (``eval.topk`` > 1) is refused for a ``strategy`` that drafts chains only.
 
     Without a prompts file (``--prompts``, ``data.eval_path``) the prompts are the held-out split
     of the run's data (``data.eval_holdout``; ``corpus`` when the caller has it open), never
@@ -60,7 +62,9 @@ def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, 
     if not ids:
         raise UserError(f"{source} holds no usable prompt; pass --prompts FILE with conversations")
     settings = EvalSettings(k=k or config.eval.k, num_prompts=len(ids), max_new_tokens=config.eval.max_new_tokens,
-                            check_lossless=config.eval.check_lossless, kv_cache=config.eval.kv_cache)
+                            check_lossless=config.eval.check_lossless, kv_cache=config.eval.kv_cache,
+                            tree=config.eval.tree(strategy, k))
+    log.info("evaluation drafts a %s", describe_tree(settings.k, settings.tree))
     return EvalPlan(ids, names, source, settings, stop_ids(tokenizer), tuple(categories))
 
 
@@ -100,7 +104,7 @@ def evaluate_before_after(run: Any, draft: Any) -> dict:
     engine, own = engine_for_eval(cfg, run.engine, run.dist.device)
     try:
         info = engine.info()
-        plan = plan_eval(cfg, info.tokenizer, corpus=run.corpus)
+        plan = plan_eval(cfg, info.tokenizer, corpus=run.corpus, strategy=run.strategy)
         torch.manual_seed(cfg.run.seed)
         before = run.strategy.build_draft(info, run.stats)
         after = copy.deepcopy(draft)  # the trained draft stays as it was trained (dtype, device)
@@ -110,7 +114,8 @@ def evaluate_before_after(run: Any, draft: Any) -> dict:
     finally:
         if own:
             engine.close()
-    report = {"strategy": cfg.run.strategy, "k": plan.settings.k, "prompts": plan.source,
+    report = {"strategy": cfg.run.strategy, "k": plan.settings.k, "draft": plan.settings.to_json(),
+              "prompts": plan.source,
               "num_prompts": plan.settings.num_prompts, "dtype": dtype,
               "lossless_checked": plan.settings.check_lossless,
               "tau_estimate_training": last_metric(run.run_dir, "tau_estimate"),
@@ -160,21 +165,27 @@ def export_prompts(located: Located) -> str:
 
 
 def evaluate_path(path: str | Path, *, prompts: str | None = None, k: int | None = None,
-                  num_prompts: int | None = None, dtype: str | None = None) -> dict:
-    """`specforge eval`: a run (newest checkpoint), a checkpoint or an export, on held-out prompts."""
+                  num_prompts: int | None = None, dtype: str | None = None, topk: int | None = None,
+                  num_draft_tokens: int | None = None) -> dict:
+    """`specforge eval`: a run (newest checkpoint), a checkpoint or an export, on held-out prompts;
+    ``topk`` / ``num_draft_tokens`` override ``eval.topk`` / ``eval.num_draft_tokens``."""
     from specforge.run.assemble import build_engine
     from specforge.run.folder import locate
 
     located = locate(path)
     if located.kind == "export" and not prompts:
         prompts = export_prompts(located)
-    opened = open_for_eval(located, dtype=dtype)
+    overrides = {key: value for key, value in (("topk", topk), ("num_draft_tokens", num_draft_tokens))
+                 if value is not None}
+    opened = open_for_eval(located, dtype=dtype, **overrides)
     config, rebuilt = opened.config, opened.rebuilt
-    plan = plan_eval(config, rebuilt.info.tokenizer, prompts=prompts, k=k, num_prompts=num_prompts)
+    plan = plan_eval(config, rebuilt.info.tokenizer, prompts=prompts, k=k, num_prompts=num_prompts,
+                     strategy=rebuilt.strategy)
     engine = build_engine(config, config.target.device, eval_dtype(config))
     try:
         result = run_evaluation(engine, rebuilt.strategy, rebuilt.draft, plan)
     finally:
         engine.close()
-    return {"strategy": config.run.strategy, "prompts": plan.source, "dtype": eval_dtype(config),
+    return {"strategy": config.run.strategy, "draft": plan.settings.to_json(), "prompts": plan.source,
+            "dtype": eval_dtype(config),
             "lossless_checked": plan.settings.check_lossless, **result}

@@ -6,6 +6,7 @@ from typing import Any
 
 from specforge.config import RunConfig
 from specforge.contracts import PlanningTopology, TargetInfo
+from specforge.evaluation.tree import describe_tree
 from specforge.run import preflight
 from specforge.run.demo import plan_target_info
 from specforge.training.precision import describe_precision
@@ -52,6 +53,10 @@ def describe_plan(config: RunConfig) -> list[str]:
     topology = config.components["topology"].build()
     if isinstance(topology, PlanningTopology):
         lines.extend(f"  {'processes':<14} {note}" for note in topology.plan_notes(config))
+    if config.eval.enabled:
+        e = config.eval
+        lines.append(f"  {'eval':<14} {e.num_prompts} prompt(s) x {e.max_new_tokens} new tokens, "
+                     f"{describe_tree(e.k, e.tree(strategy))}")
     lines.append(f"  {'export':<14} format {config.export_format} (strategy {config.run.strategy} exports "
                  f"{', '.join(config.strategy_spec.export_formats)})")
     lines.append("")

@@ -4,10 +4,11 @@ Torch-free: data and prompt files exist (a data path may also be a tokenized dat
 datasets ``save_to_disk`` folder), the target directory has its weights and tokenizer,
 ``max_length`` fits the target's positions, the strategy accepts the target
 (``PlanningStrategy.plan_notes``: e.g. a mask token it can draft with), a read-only store exists,
-evaluation has held-out prompts, ``run.tensorboard`` has its package, and the offline store's
-directory has room for every sample's features (``store_size``: exact from a tokenized dataset,
-else an estimate from a sample of the raw data). Every problem found is reported at once, each
-naming the key or flag that fixes it.
+evaluation has held-out prompts and a draft shape the strategy can draft (a tree needs a
+``TreeDrafter``), ``run.tensorboard`` has its package, and the offline store's directory has room
+for every sample's features (``store_size``: exact from a tokenized dataset, else an estimate from
+a sample of the raw data). Every problem found is reported at once, each naming the key or flag
+that fixes it.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def check(config: RunConfig, info: TargetInfo, strategy: Any) -> list[str]:
             if problem:
                 problems.append(problem)
     problems += _eval_prompt_problems(config)
+    if config.eval.enabled:
+        try:
+            config.eval.tree(strategy)  # a tree for a chain-only strategy fails here, not after training
+        except SpecforgeError as exc:
+            problems.append(str(exc))
     if data.chat_template and not Path(data.chat_template).expanduser().is_file():
         problems.append(f"chat template file {data.chat_template!r} does not exist; fix data.chat_template")
     problems += _target_problems(config)

@@ -51,7 +51,7 @@ class TrainingEvaluator:
         if self._engine is None and run.dist.is_main:  # a disaggregated trainer: rank 0 evaluates
             self._engine = build_engine(run.config, run.dist.device)
             self._own_engine = True
-        self._plan = plan_eval(run.config, run.info.tokenizer, corpus=run.corpus)
+        self._plan = plan_eval(run.config, run.info.tokenizer, corpus=run.corpus, strategy=run.strategy)
         shared = "every rank's share" if run.engine is not None else "trainer rank 0"
         log.info("evaluating every %d steps on %d held-out prompts from %s (%s)", self.every,
                  len(self._plan.prompts), self._plan.source, shared)
@@ -78,7 +78,8 @@ class TrainingEvaluator:
             for prompt in self._share():
                 traces.append(speculative_generate(self._engine, strategy, draft, prompt, request, k=k,
                                                    max_new_tokens=plan.settings.max_new_tokens,
-                                                   stop_ids=plan.stops, kv_cache=plan.settings.kv_cache))
+                                                   stop_ids=plan.stops, kv_cache=plan.settings.kv_cache,
+                                                   tree=plan.settings.tree))
         counts = count(traces)
         if len(counts.reached) > k:
             raise RuntimeError(f"strategy {strategy.name!r} drafted {len(counts.reached)} tokens when asked for {k}")
