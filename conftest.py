@@ -29,11 +29,14 @@ def _needs_demo(item: pytest.Item) -> bool:
     return item.get_closest_marker("demo") is not None or "demo_assets" in getattr(item, "fixturenames", ())
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: no build for a run that selected no demo test
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     demo = [item for item in items if _needs_demo(item)]
     if not demo:
         return
-    # The same order in every xdist worker (the controller checks it): the demo tests keep theirs.
+    # The long (slow) ones first among them, so that the quick ones fill the end of both workers.
+    # A stable sort: the same order in every xdist worker (the controller checks it).
+    demo.sort(key=lambda item: item.get_closest_marker("slow") is None)
     items[:] = [item for item in items if not _needs_demo(item)] + demo
     if not config.option.collectonly and os.environ.get("PYTEST_XDIST_WORKER", "gw0") == "gw0":
         _start_demo_build()
