@@ -46,12 +46,15 @@ def test_the_example_plugin_learns_on_the_demo_and_stays_lossless(demo_assets, t
     assert report["after"]["tau"] > report["before"]["tau"]
 
 
+FEW = ("--set", "data.max_samples=32")  # a few batches: capturing all 4200 conversations takes minutes
+
+
 @pytest.mark.slow
 def test_a_second_demo_run_replaces_the_first_and_says_so(demo_assets, tmp_path):
     first = run_specforge("run", "--strategy", "example-medusa", "--output-dir", str(tmp_path),
-                          "--set", "training.max_steps=2", "--set", "eval.num_prompts=2")
+                          "--set", "training.max_steps=2", "--set", "eval.num_prompts=2", *FEW)
     again = run_specforge("run", "--strategy", "example-medusa", "--output-dir", str(tmp_path),
-                          "--set", "training.max_steps=3", "--set", "eval.num_prompts=2")
+                          "--set", "training.max_steps=3", "--set", "eval.num_prompts=2", *FEW)
     assert "replacing the previous demo run" not in first.stderr
     assert "replacing the previous demo run in" in again.stderr
     lines = (tmp_path / "example-medusa-offline" / "metrics.jsonl").read_text().splitlines()

@@ -9,10 +9,12 @@ import pytest
 
 from specforge.testing.cli import run_specforge
 
-SHORT = ("--set", "training.max_steps=2", "--set", "eval.enabled=false")
+# A short run needs only a few batches of the demo's 4200 conversations (capturing all takes minutes).
+SHORT = ("--set", "training.max_steps=2", "--set", "eval.enabled=false", "--set", "data.max_samples=32")
 
 
 @pytest.mark.slow
+@pytest.mark.demo
 def test_the_export_of_a_demo_run_evaluates_on_the_demos_held_out_prompts(tmp_path) -> None:
     from specforge.demo.assets import ensure_demo_assets
 

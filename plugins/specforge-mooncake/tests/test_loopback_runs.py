@@ -16,7 +16,8 @@ from specforge.testing.cli import run_specforge
 from specforge.testing.sockets import Socket, SocketSampler, describe
 
 pytestmark = [pytest.mark.mooncake, pytest.mark.slow]
-SHORT = ("--set", "training.max_steps=4", "--set", "eval.enabled=false")
+# The first 64 conversations: enough for 4 batches and seconds of traffic to sample (all 4200 take minutes).
+SHORT = ("--set", "training.max_steps=4", "--set", "eval.enabled=false", "--set", "data.max_samples=64")
 MOONCAKE_PORTS = range(21000, 22000)
 PORT_ENV = {"MC_MIN_RPC_PORT": str(MOONCAKE_PORTS.start), "MC_MAX_RPC_PORT": str(MOONCAKE_PORTS.stop - 1)}
 

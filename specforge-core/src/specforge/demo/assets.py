@@ -86,23 +86,6 @@ def ensure_demo_assets(cache_dir: Path | str | None = None, *, progress: bool = 
     return dataclasses.replace(load_demo_assets(root), built_now=built)
 
 
-def regenerate_with_target(target_dir: Path, source: Path, out: Path) -> None:
-    """Drafts learn the target's own answers best: rewrite the train split with its greedy replies
-    (the same path as `specforge prepare-data --regenerate`)."""
-    from specforge.data import load_tokenizer
-    from specforge.data.regenerate import regenerate
-    from specforge.engines.hf import HFEngine, HFEngineOptions
-    from specforge.evaluation.evaluate import stop_ids
-
-    tokenizer = load_tokenizer(target_dir)
-    engine = HFEngine(HFEngineOptions(batch_size=64), model_path=str(target_dir), dtype="float32", device="cpu")
-    try:
-        regenerate(source, engine, tokenizer, out, max_new_tokens=recipe.TRAIN_RECIPE.eval_max_new_tokens,
-                   stop_ids=stop_ids(tokenizer), batch_size=64)
-    finally:
-        engine.close()
-
-
 def load_demo_assets(root: Path) -> DemoAssets:
     """Read a complete build's manifest into ``DemoAssets``."""
     path = root / MANIFEST
@@ -148,7 +131,8 @@ def build_data_and_tokenizer(root: Path, seconds: dict[str, float] | None = None
 
 def build_demo(root: Path, *, progress: bool = True) -> None:
     """Build everything into ``root`` (normally a temp dir), the manifest last."""
-    from specforge.demo.target_build import train_and_save_target
+    from specforge.demo.regenerate import regenerate_with_target
+    from specforge.demo.target_build import torch_threads, train_and_save_target
 
     seconds: dict[str, float] = {}
     start = time.perf_counter()
@@ -157,12 +141,14 @@ def build_demo(root: Path, *, progress: bool = True) -> None:
     report = train_and_save_target(paths["tokenizer_dir"], paths["train_path"], paths["heldout_path"],
                                    paths["target_dir"], seconds=seconds, progress=progress)
     hashes["model.safetensors"] = report["hashes"]["model.safetensors"]
-    with _phase(seconds, "regenerate"):
-        regenerate_with_target(paths["target_dir"], paths["train_path"], paths["regenerated_path"])
+    with _phase(seconds, "regenerate"), torch_threads(report["threads"]):
+        regenerated = regenerate_with_target(
+            paths["target_dir"], paths["train_path"], paths["regenerated_path"],
+            batch_size=recipe.REGENERATE_BATCH_SIZE, max_new_tokens=recipe.TRAIN_RECIPE.eval_max_new_tokens)
     hashes["train_regenerated.jsonl"] = sha256(paths["regenerated_path"])
     manifest = {
         "version": recipe.DEMO_VERSION, "seed": recipe.SEED, "hashes": hashes,
-        "threads": report["threads"],
+        "threads": report["threads"], "regenerated": regenerated,
         "seconds": {**seconds, "total": round(time.perf_counter() - start, 2)},
         "target": {key: report[key] for key in ("accuracy", "per_task", "steps", "heldout_size")},
         "shape": dataclasses.asdict(recipe.TARGET_SHAPE),

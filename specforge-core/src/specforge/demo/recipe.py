@@ -20,6 +20,8 @@ HELDOUT_PER_TASK = 50
 SPECIAL_TOKENS = {"pad": "<|endoftext|>", "im_start": "<|im_start|>", "eos": "<|im_end|>", "mask": "<|mask|>"}
 DEMO_VOCAB_SIZE = 512
 DEMO_MAX_LENGTH = 512
+# Conversations per batch of the regenerate phase: one teacher-forced forward checks a batch.
+REGENERATE_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True)
