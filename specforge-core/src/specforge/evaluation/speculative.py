@@ -118,17 +118,23 @@ def speculative_generate(engine: TargetEngine, strategy: Strategy, draft: Any, p
         return _decode_recapture(engine, strategy, draft, list(prompt), req, k, max_new_tokens, set(stop_ids))
 
 
+def _prefill(session: Any, strategy: Strategy, draft: Any,
+             prompt: list[int]) -> tuple[FeatureBuffer, list[int], PromptTrace, Any]:
+    """Every prompt position through the target's session: the features so far, the first token
+    (the target's own), its trace and the strategy's decoding state."""
+    first = session.extend(prompt)
+    first.setdefault("loss_mask", torch.zeros(len(prompt), dtype=torch.long))
+    buffer = FeatureBuffer(first)
+    tokens = [int(torch.argmax(first["logits"][-1]))]
+    return buffer, tokens, PromptTrace(tokens=tokens), strategy.begin_decode(draft, prompt, buffer.view())
+
+
 def _decode_cached(engine: DecodingEngine, strategy: Strategy, draft: Any, prompt: list[int],
                    request: FeatureRequest, k: int, max_new_tokens: int, stops: set[int]) -> PromptTrace:
     started = time.perf_counter()
     session = engine.decode_session(request)
     try:
-        first = session.extend(prompt)  # every prompt position
-        first.setdefault("loss_mask", torch.zeros(len(prompt), dtype=torch.long))
-        buffer = FeatureBuffer(first)
-        tokens = [int(torch.argmax(first["logits"][-1]))]
-        trace = PromptTrace(tokens=tokens)
-        state = strategy.begin_decode(draft, prompt, buffer.view())
+        buffer, tokens, trace, state = _prefill(session, strategy, draft, prompt)
         while len(tokens) < max_new_tokens and tokens[-1] not in stops:
             accepted_ids = prompt + tokens
             proposal = [int(t) for t in strategy.propose(draft, state, accepted_ids, buffer.view(), k)]
@@ -170,12 +176,7 @@ def _decode_tree(engine: DecodingEngine, strategy: Strategy, draft: Any, prompt:
         raise UserError(f"target engine {type(engine).__name__} cannot verify trees (its decode session has no "
                         f"extend_tree): set eval.topk = 1")
     try:
-        first = session.extend(prompt)
-        first.setdefault("loss_mask", torch.zeros(len(prompt), dtype=torch.long))
-        buffer = FeatureBuffer(first)
-        tokens = [int(torch.argmax(first["logits"][-1]))]
-        trace = PromptTrace(tokens=tokens)
-        state = strategy.begin_decode(draft, prompt, buffer.view())
+        buffer, tokens, trace, state = _prefill(session, strategy, draft, prompt)
         while len(tokens) < max_new_tokens and tokens[-1] not in stops:
             accepted_ids = prompt + tokens
             tree = strategy.propose_tree(draft, state, accepted_ids, buffer.view(), shape)
