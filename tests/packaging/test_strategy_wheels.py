@@ -52,10 +52,12 @@ def test_wheels_in_a_fresh_venv_train_a_strategy(trained_env, tiny, tmp_path, st
     proc = subprocess.run([str(trained_env / "bin" / "specforge"), "run", "--strategy", strategy, "--target-model",
                            str(target), "--data", str(data), "--output-dir", str(tmp_path), "--name", "r",
                            "--set", "training.batch_size=2", "--set", "eval.num_prompts=2",
-                           "--set", "eval.max_new_tokens=8"], capture_output=True, text=True, timeout=900,
+                           "--set", "eval.max_new_tokens=8", "--set", "data.eval_holdout=2"],
+                          capture_output=True, text=True, timeout=900,
                           check=False,
                           env={"PATH": str(trained_env / "bin"), "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"(strategy {strategy}, k=4)" in proc.stdout
     assert (tmp_path / "r" / "export" / "model.safetensors").is_file()
-    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 4
+    # 8 conversations, 2 held out for evaluation, batches of 2: 3 steps
+    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 3
