@@ -20,6 +20,7 @@ from specforge_eagle3.loss import fused_soft_cross_entropy, fused_soft_cross_ent
 from specforge_eagle3.mlp import gated_mlp
 from specforge_eagle3.norm import rms_norm
 from specforge_eagle3.teacher import build_teacher, shift_left
+from specforge_eagle3.vocab import DraftVocabBuffers
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Eagle3DecoderLayer(nn.Module):
                                   w_gate_up)
 
 
-class Eagle3Draft(nn.Module):
+class Eagle3Draft(DraftVocabBuffers, nn.Module):
     """The trainable draft plus the frozen target pieces it needs (embedding, teacher lm_head)."""
 
     def __init__(self, cfg: Eagle3Config, embed_weight: torch.Tensor,
@@ -113,17 +114,6 @@ class Eagle3Draft(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
     # ------------------------------------------------------------ pieces (decoding uses them)
-
-    def set_vocab(self, d2t: torch.Tensor, t2d: torch.Tensor) -> None:
-        if d2t.shape != self.d2t.shape or t2d.shape != self.t2d.shape:
-            raise ValueError(f"vocab mapping of sizes ({d2t.numel()}, {t2d.numel()}) does not fit a draft "
-                             f"with draft_vocab_size {self.d2t.numel()} and vocab {self.t2d.numel()}")
-        with torch.no_grad():
-            self.d2t.copy_(d2t)
-            self.t2d.copy_(t2d)
-
-    def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
-        return draft_ids + self.d2t[draft_ids]
 
     def fuse(self, features: torch.Tensor) -> torch.Tensor:
         """Concatenated target layers [B, S, 3*Ht] -> the step-0 hidden [B, S, H] (EAGLE3.1 first

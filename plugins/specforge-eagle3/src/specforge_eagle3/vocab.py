@@ -17,6 +17,25 @@ import torch
 log = logging.getLogger(__name__)
 
 
+class DraftVocabBuffers:
+    """For a draft module with ``d2t`` [Vd] and ``t2d`` [V] buffers (EAGLE3, P-EAGLE): load a
+    mapping into them and map draft ids to target ids."""
+
+    d2t: torch.Tensor
+    t2d: torch.Tensor
+
+    def set_vocab(self, d2t: torch.Tensor, t2d: torch.Tensor) -> None:
+        if d2t.shape != self.d2t.shape or t2d.shape != self.t2d.shape:
+            raise ValueError(f"vocab mapping of sizes ({d2t.numel()}, {t2d.numel()}) does not fit a draft "
+                             f"with draft_vocab_size {self.d2t.numel()} and vocab {self.t2d.numel()}")
+        with torch.no_grad():
+            self.d2t.copy_(d2t)
+            self.t2d.copy_(t2d)
+
+    def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
+        return draft_ids + self.d2t[draft_ids]
+
+
 @dataclass(frozen=True)
 class VocabMapping:
     """Target ids of the draft vocabulary in draft-id order (ascending), and the target vocab size."""

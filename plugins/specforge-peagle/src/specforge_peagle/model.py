@@ -19,13 +19,14 @@ from torch import nn
 
 from specforge.api.nn import RMSNorm, RotaryEmbedding
 from specforge_eagle3.teacher import build_teacher, shift_left
+from specforge_eagle3.vocab import DraftVocabBuffers
 from specforge_peagle.config import PeagleConfig
 from specforge_peagle.layers import FirstLayer, StandardLayer
 from specforge_peagle.loss import depth_accuracy, soft_cross_entropy_sum
 from specforge_peagle.mask import peagle_mask
 
 
-class PeagleDraft(nn.Module):
+class PeagleDraft(DraftVocabBuffers, nn.Module):
     """The trainable draft plus the frozen target lm_head its training teacher needs."""
 
     def __init__(self, cfg: PeagleConfig, embed_weight: torch.Tensor | None = None,
@@ -58,19 +59,6 @@ class PeagleDraft(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear) and module.weight.requires_grad:
                 nn.init.normal_(module.weight, mean=0.0, std=cfg.initializer_range)
-
-    # ------------------------------------------------------------ vocabulary
-
-    def set_vocab(self, d2t: torch.Tensor, t2d: torch.Tensor) -> None:
-        if d2t.shape != self.d2t.shape or t2d.shape != self.t2d.shape:
-            raise ValueError(f"vocab mapping of sizes ({d2t.numel()}, {t2d.numel()}) does not fit a draft "
-                             f"with draft_vocab_size {self.d2t.numel()} and vocab {self.t2d.numel()}")
-        with torch.no_grad():
-            self.d2t.copy_(d2t)
-            self.t2d.copy_(t2d)
-
-    def to_target_ids(self, draft_ids: torch.Tensor) -> torch.Tensor:
-        return draft_ids + self.d2t[draft_ids]
 
     # ------------------------------------------------------------ the element forward
 
