@@ -22,9 +22,9 @@ from specforge.testing.cli import run_specforge
 EAGLE3_LAYERS = (1, 3, 4)  # EAGLE3's default rule on an 8-layer target: [1, L//2-1, L-4]
 
 
-def write_chats(path: Path, n: int = 12) -> Path:
+def write_chats(path: Path, n: int = 12, start: int = 0) -> Path:
     lines = []
-    for i in range(n):
+    for i in range(start, start + n):
         a, b = i % 7, (i * 3) % 5
         lines.append({"id": f"c{i}", "messages": [{"role": "user", "content": f"add {a} and {b}"},
                                                    {"role": "assistant", "content": f"{a} plus {b} is {a + b}"}]})
@@ -35,13 +35,15 @@ def write_chats(path: Path, n: int = 12) -> Path:
 def test_eagle3_trains_through_sglang_with_the_hf_engines_features(harness_target_dir: Path, hf_engine,
                                                                    tmp_path: Path) -> None:
     data = write_chats(tmp_path / "chats.jsonl")
+    # Evaluation prompts of their own: no held-out split, so all 12 chats train (6 full batches of 2).
+    eval_prompts = write_chats(tmp_path / "eval.jsonl", n=2, start=12)
     run_specforge(
         "run", "--strategy", "eagle3", "--target-engine", "sglang", "--target-model", str(harness_target_dir),
         "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--name", "eagle3-sglang",
         "--set", f"target.device={DEVICE}", "--set", "training.batch_size=2", "--set", "training.max_steps=3",
         "--set", "strategy.draft_vocab_size=64", "--set", "export.format=sglang",
         "--set", "eval.num_prompts=2", "--set", "eval.max_new_tokens=8",
-        "--set", "target_engine.batch_size=4", timeout=900)
+        "--set", f"data.eval_path={eval_prompts}", "--set", "target_engine.batch_size=4", timeout=900)
     run_dir = tmp_path / "runs" / "eagle3-sglang"
 
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
