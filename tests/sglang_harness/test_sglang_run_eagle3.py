@@ -4,7 +4,8 @@ The run starts SGLang in its own process (the in-process engine, as a user gets 
 captures into the disk store, trains a few steps, exports with ``--format sglang`` (judged by
 the export check, which here also loads the export into SGLang's own EAGLE3 class) and
 evaluates by speculative decoding with the lossless check. The stored features must equal the
-hf engine's for the same tokens.
+hf engine's for the same tokens, and nothing the run starts (SGLang's processes included) may
+listen beyond loopback.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from safetensors.torch import load_file
 
 from specforge.contracts import FeatureRequest, Sample
 from specforge.testing.cli import run_specforge
+from specforge.testing.sockets import SocketSampler, describe
 
 EAGLE3_LAYERS = (1, 3, 4)  # EAGLE3's default rule on an 8-layer target: [1, L//2-1, L-4]
 
@@ -37,13 +39,15 @@ def test_eagle3_trains_through_sglang_with_the_hf_engines_features(harness_targe
     data = write_chats(tmp_path / "chats.jsonl")
     # Evaluation prompts of their own: no held-out split, so all 12 chats train (6 full batches of 2).
     eval_prompts = write_chats(tmp_path / "eval.jsonl", n=2, start=12)
-    run_specforge(
-        "run", "--strategy", "eagle3", "--target-engine", "sglang", "--target-model", str(harness_target_dir),
-        "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--name", "eagle3-sglang",
-        "--set", f"target.device={DEVICE}", "--set", "training.batch_size=2", "--set", "training.max_steps=3",
-        "--set", "strategy.draft_vocab_size=64", "--set", "export.format=sglang",
-        "--set", "eval.num_prompts=2", "--set", "eval.max_new_tokens=8",
-        "--set", f"data.eval_path={eval_prompts}", "--set", "target_engine.batch_size=4", timeout=900)
+    with SocketSampler() as sockets:  # the run, SGLang's scheduler process and its torch.distributed store
+        run_specforge(
+            "run", "--strategy", "eagle3", "--target-engine", "sglang", "--target-model", str(harness_target_dir),
+            "--data", str(data), "--output-dir", str(tmp_path / "runs"), "--name", "eagle3-sglang",
+            "--set", f"target.device={DEVICE}", "--set", "training.batch_size=2", "--set", "training.max_steps=3",
+            "--set", "strategy.draft_vocab_size=64", "--set", "export.format=sglang",
+            "--set", "eval.num_prompts=2", "--set", "eval.max_new_tokens=8",
+            "--set", f"data.eval_path={eval_prompts}", "--set", "target_engine.batch_size=4", timeout=900)
+    assert sockets.samples > 3 and not sockets.exposed(), describe(sockets.exposed())
     run_dir = tmp_path / "runs" / "eagle3-sglang"
 
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]

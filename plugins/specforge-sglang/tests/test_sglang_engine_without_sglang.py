@@ -109,3 +109,27 @@ def test_the_capture_server_listens_on_loopback_unless_a_host_is_given(tiny_qwen
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     argv, _ = server_argv(ours, ["--model-path", str(tiny_qwen3_dir), "--host=10.0.0.5"])
     assert "--host" not in argv and "--host=10.0.0.5" in argv, "the user's host is kept, not doubled"
+
+
+def test_on_one_machine_sglang_ranks_meet_through_a_file_not_a_tcp_port(tiny_qwen3_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from specforge_sglang.backends import RENDEZVOUS_ENV
+    from specforge_sglang.serve import server_argv
+
+    monkeypatch.delenv(RENDEZVOUS_ENV, raising=False)
+    ours = argparse.Namespace(capture_layers=[0], shm_dir="")
+    model = ["--model-path", str(tiny_qwen3_dir)]
+    _, env = server_argv(ours, model)
+    first = env[RENDEZVOUS_ENV]
+    assert first.startswith("file://") and "specforge-sglang-rendezvous-" in first
+    monkeypatch.setenv(RENDEZVOUS_ENV, first)
+    _, env = server_argv(ours, model)
+    assert env[RENDEZVOUS_ENV].startswith("file://") and env[RENDEZVOUS_ENV] != first, "a fresh file per start"
+    for many_machines in (["--nnodes", "2"], ["--dist-init-addr", "10.0.0.5:5000"]):
+        _, env = server_argv(ours, model + many_machines)
+        assert RENDEZVOUS_ENV not in env, many_machines
+    monkeypatch.setenv(RENDEZVOUS_ENV, "env://")
+    _, env = server_argv(ours, model)
+    assert RENDEZVOUS_ENV not in env, "a user's own rendezvous is kept"

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +22,8 @@ from specforge_sglang.capture_plan import CAPTURE_PACKAGE, EXTERNAL_PACKAGE_ENV,
 log = logging.getLogger(__name__)
 
 CPU_ENGINE_ENV = "SGLANG_USE_CPU_ENGINE"
+RENDEZVOUS_ENV = "SGLANG_DISTRIBUTED_INIT_METHOD_OVERRIDE"
+_our_rendezvous: str | None = None  # the last value this process set, so a user's own is never replaced
 
 
 class SGLangRequestError(SpecforgeError):
@@ -32,6 +36,22 @@ def capture_environment(plan: CapturePlan, *, cpu: bool) -> dict[str, str]:
     if cpu:
         env[CPU_ENGINE_ENV] = "1"
     return env
+
+
+def one_machine_rendezvous() -> dict[str, str]:
+    """SGLang's torch.distributed rendezvous through a fresh file instead of a TCP port.
+
+    SGLang's scheduler meets its tensor-parallel peers at ``tcp://127.0.0.1:<nccl port>``, and
+    torch's ``TCPStore`` server listens on every interface whatever host it is given. On one
+    machine a ``file://`` rendezvous is equivalent and listens nowhere. A user's own
+    ``SGLANG_DISTRIBUTED_INIT_METHOD_OVERRIDE`` is kept (nothing is returned then).
+    """
+    global _our_rendezvous
+    current = os.environ.get(RENDEZVOUS_ENV)
+    if current and current != _our_rendezvous:
+        return {}
+    _our_rendezvous = f"file://{tempfile.gettempdir()}/specforge-sglang-rendezvous-{uuid.uuid4().hex}"
+    return {RENDEZVOUS_ENV: _our_rendezvous}
 
 
 def apply_environment(env: Mapping[str, str]) -> None:
@@ -47,7 +67,7 @@ class InProcessBackend:
     """``sglang.Engine`` in this process (its scheduler runs in a spawned child process)."""
 
     def __init__(self, engine_kwargs: Mapping[str, Any], env: Mapping[str, str]) -> None:
-        apply_environment(env)
+        apply_environment({**env, **one_machine_rendezvous()})
         import sglang
 
         log.info("starting SGLang %s in process for %s", getattr(sglang, "__version__", "?"),

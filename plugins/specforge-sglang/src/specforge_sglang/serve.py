@@ -9,7 +9,9 @@ features on the same machine). It sets SGLang's external-model variable to the c
 adds the flags capture needs (no prefix cache, no chunked prefill, hidden states on, no
 tokenizer), and runs ``sglang.launch_server`` in this process. The server listens on
 127.0.0.1 unless ``--host`` is given (``--host 0.0.0.0`` serves every machine that can reach
-this one, without authentication).
+this one, without authentication); on one machine (no ``--dist-init-addr``, ``--nnodes`` 1) its
+tensor-parallel ranks meet through a file rather than torch's TCP store, which would listen on
+every interface.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import runpy
 import sys
 from pathlib import Path
 
-from specforge_sglang.backends import apply_environment, capture_environment
+from specforge_sglang.backends import apply_environment, capture_environment, one_machine_rendezvous
 from specforge_sglang.capture_plan import CapturePlan
 from specforge_sglang.versions import check_capture_architecture, require_sglang
 
@@ -67,7 +69,10 @@ def server_argv(capture_args: argparse.Namespace, sglang_args: list[str]) -> tup
         Path(capture_args.shm_dir).mkdir(parents=True, exist_ok=True)
     plan = CapturePlan(layers=tuple(capture_args.capture_layers), shm_dir=capture_args.shm_dir)
     cpu = _flag_value(argv, "--device") == "cpu"
-    return argv, capture_environment(plan, cpu=cpu)
+    env = capture_environment(plan, cpu=cpu)
+    if _flag_value(argv, "--dist-init-addr") is None and (_flag_value(argv, "--nnodes") or "1") == "1":
+        env.update(one_machine_rendezvous())  # one machine: tensor-parallel ranks meet through a file
+    return argv, env
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
 import sys
 import traceback
 from pathlib import Path
@@ -28,23 +26,15 @@ FROM_TARGET = {EAGLE3_ARCHITECTURE: ("model.embed_tokens.weight",)}
 """Parameters SGLang fills from the target model when the export has none."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def init_sglang_single_process() -> None:
     """A world of one (gloo) with SGLang's runtime context published, as its layers need even at tp=1."""
     import torch
-
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
     from sglang.srt.distributed import parallel_state
     from sglang.srt.runtime_context import SpawnRanks, get_parallel, publish, reset_context
     from sglang.srt.server_args import ServerArgs
 
-    if not torch.distributed.is_initialized():
+    if not torch.distributed.is_initialized():  # an in-memory store: a world of one listens on no port
+        torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
         parallel_state.init_distributed_environment(world_size=1, rank=0, local_rank=0, backend="gloo")
     if parallel_state.model_parallel_is_initialized():
         return
