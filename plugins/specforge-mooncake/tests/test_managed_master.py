@@ -33,7 +33,8 @@ store = MooncakeStore(MooncakeStoreOptions(global_segment_size=16 << 20, lease_t
 print("MASTER " + json.dumps({"pid": store.master.pid, "address": store.master_address}), flush=True)
 if sys.argv[1] == "raise":
     raise RuntimeError("the run failed")
-time.sleep(120)
+for _ in range(1200):  # a run's main thread runs Python often: the signal's handler runs at the next
+    time.sleep(0.1)    # bytecode even when a thread Mooncake started later took the signal
 """
 
 
