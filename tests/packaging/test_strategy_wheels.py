@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ["specforge-core", "plugins/specforge-eagle3", "plugins/specforge-dflash", "plugins/specforge-domino",
             "plugins/specforge-peagle", "plugins/specforge-dspark"]
 
+# One worker builds the module's venv once (under xdist each worker would build its own).
+pytestmark = pytest.mark.xdist_group("strategy-wheels")
+
 
 @pytest.fixture(scope="module")
 def trained_env(tmp_path_factory) -> Path:
