@@ -11,8 +11,7 @@ import pytest
 
 from specforge.testing.cli import run_specforge
 
-# One worker trains the module's two runs once (under xdist each worker would train its own).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
+pytestmark = pytest.mark.slow
 
 K, NEW = 3, 8
 COMPARED = ("tau", "per_position_acceptance", "tau_from_positions", "num_prompts", "new_tokens", "target_forwards")

@@ -15,9 +15,6 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ["specforge-core", "plugins/specforge-eagle3", "plugins/specforge-dflash", "plugins/specforge-domino",
             "plugins/specforge-peagle", "plugins/specforge-dspark"]
 
-# One worker builds the module's venv once (under xdist each worker would build its own).
-pytestmark = pytest.mark.xdist_group("strategy-wheels")
-
 
 @pytest.fixture(scope="module")
 def trained_env(tmp_path_factory) -> Path:
@@ -49,18 +46,33 @@ def tiny(tmp_path_factory) -> tuple[Path, Path]:
     return root / "target", data
 
 
-@pytest.mark.parametrize("strategy", ["eagle3", "domino", "peagle", "dspark"])
-def test_wheels_in_a_fresh_venv_train_a_strategy(trained_env, tiny, tmp_path, strategy):
-    target, data = tiny
-    proc = subprocess.run([str(trained_env / "bin" / "specforge"), "run", "--strategy", strategy, "--target-model",
-                           str(target), "--data", str(data), "--output-dir", str(tmp_path), "--name", "r",
+STRATEGIES = ["eagle3", "domino", "peagle", "dspark"]
+
+
+def train(env: Path, target: Path, data: Path, out: Path, strategy: str) -> str | None:
+    """Train ``strategy`` from the venv's own ``specforge``; what is wrong with the run, or None."""
+    proc = subprocess.run([str(env / "bin" / "specforge"), "run", "--strategy", strategy, "--target-model",
+                           str(target), "--data", str(data), "--output-dir", str(out), "--name", "r",
                            "--set", "training.batch_size=2", "--set", "eval.num_prompts=2",
                            "--set", "eval.max_new_tokens=8", "--set", "data.eval_holdout=2"],
-                          capture_output=True, text=True, timeout=900,
-                          check=False,
-                          env={"PATH": str(trained_env / "bin"), "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"(strategy {strategy}, k=4)" in proc.stdout
-    assert (tmp_path / "r" / "export" / "model.safetensors").is_file()
-    # 8 conversations, 2 held out for evaluation, batches of 2: 3 steps
-    assert len((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()) == 3
+                          capture_output=True, text=True, timeout=900, check=False,
+                          env={"PATH": str(env / "bin"), "OMP_NUM_THREADS": "1", "HOME": str(out)})
+    if proc.returncode != 0:
+        return f"exit {proc.returncode}: {proc.stderr[-3000:]}"
+    if f"(strategy {strategy}, k=4)" not in proc.stdout:
+        return f"no τ line for k=4 in: {proc.stdout[-1000:]}"
+    if not (out / "r" / "export" / "model.safetensors").is_file():
+        return "no export/model.safetensors"
+    steps = len((out / "r" / "metrics.jsonl").read_text().splitlines())
+    if steps != 3:  # 8 conversations, 2 held out for evaluation, batches of 2: 3 steps
+        return f"{steps} metrics lines, 3 expected"
+    return None
+
+
+def test_wheels_in_a_fresh_venv_train_every_strategy(trained_env, tiny, tmp_path):
+    """One test for the four strategies: the venv takes ~100 s to build, and xdist would build it once
+    per worker for parametrized tests (its grouping has no effect under pytest 9.2)."""
+    target, data = tiny
+    problems = {s: train(trained_env, target, data, tmp_path / s, s) for s in STRATEGIES}
+    failed = {s: p for s, p in problems.items() if p is not None}
+    assert not failed, "\n".join(f"{s}: {p}" for s, p in failed.items())

@@ -12,9 +12,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# One worker builds the module's venv once (under xdist each worker would build its own).
-pytestmark = pytest.mark.xdist_group("core-wheels")
-
 
 def build_wheel(project: Path, out: Path) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
