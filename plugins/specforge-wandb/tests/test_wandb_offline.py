@@ -66,6 +66,9 @@ def test_an_offline_run_holds_every_metrics_line_the_config_and_the_summary(
     assert "eval/accept_pos3" in logged.history[3]
     assert logged.summary["steps"] == 10
     assert logged.summary["final_loss"] == pytest.approx(lines[-1]["loss"])
+    report = json.loads((run_dir / "eval.json").read_text())  # the final evaluation, after training
+    assert logged.summary["final/tau_before"] == pytest.approx(report["before"]["tau"])
+    assert logged.summary["final/tau_after"] == pytest.approx(report["after"]["tau"])
 
 
 def test_resume_continues_the_same_wandb_run(specforge_tiny_target, specforge_chats, tmp_path):
@@ -105,4 +108,4 @@ def test_specforge_plugins_lists_it_as_an_observer():
     rows = json.loads(specforge("plugins", "--json").stdout)
     (row,) = [r for r in rows if r["kind"] == "observer" and r["name"] == "wandb"]
     assert row["distribution"] == "specforge-wandb" and row["status"] == "ok"
-    assert row["summary"] == "run hooks: on_run_start, on_step_end, on_run_end"
+    assert row["summary"] == "run hooks: on_run_start, on_step_end, on_run_end, on_run_finished"

@@ -85,10 +85,20 @@ def specforge_on_checkpoint(run: RunContext, path: Path) -> None:
 def specforge_on_run_end(run: RunContext, result: TrainResult) -> None:
     """Training finished; ``result`` holds the steps, the last loss and the final checkpoint."""
 
+
+@hookspec
+def specforge_on_run_finished(run: RunContext, report: dict | None, export_dir: Path | None) -> None:
+    """The run's export and final evaluation are written (after ``on_run_end``; not when either failed).
+
+    ``report`` is what ``eval.json`` holds (``report["after"]["tau"]``, ``["before"]``, ...), None
+    with ``eval.enabled = false``; ``export_dir`` is the export, None with ``export.enabled = false``.
+    """
+
 REGISTRATION_HOOKS: dict[str, str] = {
     "strategy": "specforge_register_strategies",
     "target_engine": "specforge_register_target_engines",
     "feature_store": "specforge_register_feature_stores",
     "topology": "specforge_register_topologies",
 }
-OBSERVER_HOOKS = ("specforge_on_run_start", "specforge_on_step_end", "specforge_on_checkpoint", "specforge_on_run_end")
+OBSERVER_HOOKS = ("specforge_on_run_start", "specforge_on_step_end", "specforge_on_checkpoint", "specforge_on_run_end",
+                  "specforge_on_run_finished")

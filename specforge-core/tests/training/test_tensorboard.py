@@ -59,7 +59,13 @@ def test_events_of_a_killed_and_resumed_run_match_metrics_jsonl(specforge_tiny_t
     specforge(*args(specforge_tiny_target, specforge_chats, tmp_path, "r", *common, "--resume"))
     run_dir = tmp_path / "r"
     got = scalars(run_dir)
+    final = {tag: got.pop(tag) for tag in list(got) if tag.startswith("final/")}
     assert_same(got, expected(run_dir))
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert {"final/tau_before", "final/tau_after"} <= final.keys()
+    for label in ("before", "after"):  # the final evaluation, at the last step
+        (point,) = final[f"final/tau_{label}"]
+        assert point == (STEPS, pytest.approx(report[label]["tau"], rel=1e-6)), label
     assert [s for s, _ in got["loss"]] == list(range(1, STEPS + 1)), "step 7 of the killed session is purged"
     assert [s for s, _ in got["eval/tau"]] == [3, 6, 9, 10]
     assert {"eval/accept_pos1", "eval/accept_pos3", "lr", "grad_norm", "tokens_per_s"} <= got.keys()

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from specforge.api import RunContext, TrainResult
+from specforge.api import RunContext, TrainResult, final_scalars
 
 ID_FILE = "wandb-run.json"
 
@@ -50,8 +50,13 @@ class WandbRun:
                    if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.handle.log(numbers, step=step)
 
-    def finish(self, result: TrainResult) -> None:
+    def trained(self, result: TrainResult) -> None:
         self.handle.summary["steps"] = result.steps
         self.handle.summary["final_loss"] = result.final_loss
+
+    def finish(self, report: dict | None) -> None:
+        """The final evaluation's τ into the summary, then the W&B run ends (a run that fails before
+        this is ended by wandb's own exit hook, marked as failed)."""
+        self.handle.summary.update(final_scalars(report))
         self.handle.finish()
 

@@ -33,6 +33,13 @@ def specforge_on_step_end(run: RunContext, step: int, metrics: dict[str, float])
 
 @hookimpl
 def specforge_on_run_end(run: RunContext, result: TrainResult) -> None:
+    logged = _runs.get(run.run_dir) if _runs else None
+    if logged is not None:
+        logged.trained(result)
+
+
+@hookimpl
+def specforge_on_run_finished(run: RunContext, report: dict | None, export_dir: Path | None) -> None:
     logged = _runs.pop(run.run_dir, None) if _runs else None
     if logged is not None:
-        logged.finish(result)
+        logged.finish(report)

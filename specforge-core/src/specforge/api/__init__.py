@@ -60,6 +60,7 @@ from specforge.errors import ConfigError, PluginError, SpecforgeError, UserError
 from specforge.evaluation.tree import topk_tree
 from specforge.hookspecs import PROJECT
 from specforge.nn import unwrap
+from specforge.observe import final_scalars
 from specforge.options import (
     Options,
     Range,
@@ -124,6 +125,7 @@ __all__ = [
     "TreeDrafter",
     "TreeShape",
     "UserError",
+    "final_scalars",
     "hookimpl",
     "resolve_mask_token",
     "topk_tree",

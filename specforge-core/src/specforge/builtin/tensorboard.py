@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from specforge.contracts import RunContext, TrainResult
+from specforge.contracts import RunContext
+from specforge.observe import final_scalars
 from specforge.plugin import hookimpl
 
 FOLDER = "tensorboard"
@@ -27,10 +28,12 @@ class TensorboardLog:
         self.folder = folder
         self._open = SummaryWriter
         self._writer: Any = None
+        self.last_step = 0
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         if self._writer is None:
             self._writer = self._open(str(self.folder), purge_step=step)
+        self.last_step = step
         for key, value in metrics.items():
             if key != "step" and isinstance(value, (int, float)):
                 self._writer.add_scalar(key, value, step)
@@ -58,7 +61,11 @@ def specforge_on_step_end(run: RunContext, step: int, metrics: dict[str, float])
 
 
 @hookimpl
-def specforge_on_run_end(run: RunContext, result: TrainResult) -> None:
+def specforge_on_run_finished(run: RunContext, report: dict | None, export_dir: Path | None) -> None:
+    """The final τ (``final/tau_before``, ``final/tau_after``, ``final/speedup``) at the last step."""
     log = _logs.pop(run.run_dir, None) if _logs else None
     if log is not None:
+        scalars = final_scalars(report)
+        if scalars:
+            log.write(log.last_step, scalars)
         log.close()

@@ -111,7 +111,9 @@ def run_worker(config: RunConfig, topology: Topology, *, with_engine: bool = Tru
                  result.checkpoint)
         from specforge.run.finish import finish
 
-        return finish(run, result)
+        outcome = finish(run, result)
+        run.observe("specforge_on_run_finished", report=outcome.report, export_dir=outcome.export_dir)
+        return outcome
     finally:
         if run is not None and run.store is not None:
             run.store.close()
