@@ -24,7 +24,14 @@ from specforge_mooncake.store import MooncakeStore
 
 pytestmark = pytest.mark.mooncake
 
+# The owner first puts Ctrl-C and Ctrl-\ at their defaults, as a shell gives a foreground command:
+# the test worker may fork while another of its threads ignores them (the dance C's system() does),
+# and Python installs no handler for a SIGINT ignored at start. Seen in full suite runs: the hung
+# owner's SigIgn held SIGINT and SIGQUIT.
 _OWNER = r"""
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 import json, sys, time
 from specforge_mooncake.options import MooncakeStoreOptions
 from specforge_mooncake.store import MooncakeStore
