@@ -101,10 +101,16 @@ def setup():
 
 
 def test_losses_and_accuracies_equal_the_dense_implementation_over_adamw_steps() -> None:
+    """Both implementations are compared at the same weights every step: AdamW follows the fused
+    one, and the dense copy gets its weights before each step. (Two AdamW runs from fp32 gradients
+    that differ in their last bits drift apart: a first Adam step moves a weight by ~lr·sign(grad),
+    so a near-zero gradient whose sign differs moves it by 2·lr, which no tolerance on the next
+    step's gradient can tell from a real difference.)"""
     strategy, fused, batch = setup()
     dense = copy.deepcopy(fused)
-    opts = [torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=3e-3) for m in (fused, dense)]
+    opt = torch.optim.AdamW([p for p in fused.parameters() if p.requires_grad], lr=3e-3)
     for step in range(4):
+        dense.load_state_dict(fused.state_dict())
         data = batch(step)
         out = strategy.loss(fused, data, StepContext(step=step, total_steps=4))
         plosses, correct, counted = previous_forward(dense, data)
@@ -116,12 +122,11 @@ def test_losses_and_accuracies_equal_the_dense_implementation_over_adamw_steps()
             assert (float(hits), float(total)) == (float(correct[k]), float(counted[k])), (step, k)
         total_dense = sum(0.8**k * plosses[k] for k in range(TTT))
         assert math.isclose(float(out.loss.detach()), float(total_dense.detach()), rel_tol=1e-5)
-        for loss, opt in zip((out.loss, total_dense), opts):
-            opt.zero_grad()
+        for model, loss in ((fused, out.loss), (dense, total_dense)):
+            model.zero_grad()
             loss.backward()
         for (name, a), b in zip(fused.named_parameters(), dense.parameters()):
-            if a.requires_grad:  # the same gradients (Adam would amplify a difference in a tiny one)
+            if a.requires_grad:
                 err = float((a.grad - b.grad).norm() / b.grad.norm().clamp_min(1e-12))
-                assert err < 1e-4, f"step {step}: gradient of {name} differs by {err:.1e} (relative)"
-        for opt in opts:
-            opt.step()
+                assert err < 1e-5, f"step {step}: gradient of {name} differs by {err:.1e} (relative)"
+        opt.step()
