@@ -112,3 +112,24 @@ def test_tensorboard_without_its_package_is_refused_before_anything_loads(specfo
     assert proc.returncode == 2, proc.stderr
     assert "pip install specforge-core[tensorboard]" in proc.stderr
     assert "LOADED []" in proc.stderr
+
+
+def test_a_writer_left_open_by_a_failed_run_is_closed_when_its_folder_runs_again(tmp_path):
+    """A run that raised after training (export, final evaluation) never reaches on_run_finished; the
+    next run of the same folder closes that writer, with its step flushed, instead of leaking it."""
+    from types import SimpleNamespace
+
+    from specforge.builtin import tensorboard
+
+    run = SimpleNamespace(run_dir=tmp_path, config=SimpleNamespace(run=SimpleNamespace(tensorboard=True)))
+    tensorboard.specforge_on_run_start(run)
+    failed = tensorboard._logs[tmp_path]
+    tensorboard.specforge_on_step_end(run, 1, {"step": 1, "loss": 2.5})
+    assert failed._writer.file_writer is not None  # open: the failed run never closed it
+    tensorboard.specforge_on_run_start(run)  # the folder runs again (e.g. --resume)
+    try:
+        assert failed._writer.file_writer is None, "the stale writer was not closed"
+        assert tensorboard._logs[tmp_path] is not failed
+        assert scalars(tmp_path)["loss"] == [(1, 2.5)]
+    finally:
+        tensorboard._logs.pop(tmp_path).close()

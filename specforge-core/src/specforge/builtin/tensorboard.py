@@ -49,6 +49,11 @@ _logs: dict[Path, TensorboardLog] = {}  # by run folder: one process may run sev
 
 @hookimpl
 def specforge_on_run_start(run: RunContext) -> None:
+    # A run of this folder that raised before it finished (export, final evaluation) left its
+    # writer open: close it, so its events are complete and its file handle is not leaked.
+    stale = _logs.pop(run.run_dir, None)
+    if stale is not None:
+        stale.close()
     if run.config.run.tensorboard:
         _logs[run.run_dir] = TensorboardLog(run.run_dir / FOLDER)
 
