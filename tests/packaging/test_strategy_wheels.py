@@ -27,9 +27,10 @@ def trained_env(tmp_path_factory) -> Path:
     env = root / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     # The core's [train] extra brings torch; the constraints keep it the CPU build on disk.
+    # --no-compile, as `make` installs: bytecode for all of torch at install time costs ~55 s here.
     extra = next(w for w in wheels if "specforge_core" in w) + "[train]"
     subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    "-c", str(REPO / "constraints.txt"), extra, *wheels], check=True, timeout=900)
+                    "--no-compile", "-c", str(REPO / "constraints.txt"), extra, *wheels], check=True, timeout=900)
     return env
 
 
