@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +60,49 @@ def _start_demo_build() -> None:
     _builder = subprocess.Popen([sys.executable, "-m", "specforge", "demo", "build", "--quiet"],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
+
+
+# ------------------------------------------------------------------ which worker runs what
+# xdist's default ("load") hands out tests one by one, so a module fixture (a trained run several
+# tests read, a built venv) is built once on EACH worker whose tests use it. Here a module's
+# consecutive tests form one unit, run on one worker, so its module fixtures are built once; the
+# demo runs of every strategy (independent, ~75 s each, put last by the collection) still go one by
+# one, so both workers stay busy to the end. A module's tests that the collection moved to the end (its
+# demo tests) form a unit of their own there. (xdist_group marks would do this per test, but have
+# no effect under pytest 9.2.)
+SPREAD = ("tests/e2e/test_demo_runs.py",)
+
+
+def work_units(nodeids: list[str]) -> dict[str, str]:
+    """Test id -> unit: runs of consecutive tests of one module; each test alone under ``SPREAD``."""
+    units: dict[str, str] = {}
+    previous, run = None, 0
+    for nodeid in nodeids:
+        module = nodeid.split("::", 1)[0]
+        if module != previous:
+            previous, run = module, run + 1
+        units[nodeid] = nodeid if module in SPREAD else f"{module}#{run}"
+    return units
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleRuns(LoadScopeScheduling):
+        def __init__(self, config: pytest.Config, log: Any = None) -> None:
+            super().__init__(config, log)
+            self._units: dict[str, str] = {}
+
+        def schedule(self) -> None:
+            if self.collection is None and self.registered_collections:
+                self._units = work_units(list(next(iter(self.registered_collections.values()))))
+            super().schedule()
+
+        def _split_scope(self, nodeid: str) -> str:
+            return self._units.get(nodeid, nodeid)
+
+    return ModuleRuns(config, log)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
