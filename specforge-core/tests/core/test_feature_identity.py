@@ -115,7 +115,8 @@ def test_a_run_sharing_a_store_recaptures_after_the_feature_request_changed(worl
     data = write_chats(tmp_path / "chats.jsonl", "twice")
     common = ("run", "--strategy", "eagle3", "--target-model", str(world / "target"), "--data", str(data),
               "--output-dir", str(tmp_path / "runs"), "--set", f'store.root="{tmp_path / "shared"}"',
-              "--set", "eval.enabled=false", "--set", "export.enabled=false", "--set", "training.max_steps=1")
+              "--set", "eval.enabled=false", "--set", "export.enabled=false", "--set", "training.max_steps=1",
+              "--set", "training.batch_size=4")  # the one step reads all 4 samples
     run_specforge(*common, "--name", "a", "--set", "strategy.aux_layer_ids=[0,1,2]")
     again = run_specforge(*common, "--name", "b", "--set", "strategy.aux_layer_ids=[0,1,2]")
     assert "(0 captured, 4 already in the store)" in again.stderr

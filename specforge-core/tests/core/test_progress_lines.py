@@ -89,9 +89,11 @@ def test_a_run_whose_output_is_not_a_terminal_logs_capture_training_and_evaluati
                          "--set", "data.eval_holdout=2")
     err = proc.stderr
     elapsed = r"\d+ s elapsed, about \d+ s left"
-    # 24 conversations, two held out for evaluation
-    assert "capture: 0/22 samples" in err
-    assert re.search(r"capture: done, 22 samples in \d+ s", err), err
+    # 24 conversations, two held out for evaluation; the 3 steps of 2 read 6 of the other 22
+    assert "capture: 0/6 samples" in err
+    assert re.search(r"capture: done, 6 samples in \d+ s", err), err
+    assert "capture: the 3 planned steps (training.max_steps) read 6 of the 22 samples; the others were not " \
+           "captured" in err
     assert "train: 0/3 steps" in err
     assert re.search(rf"train: 1/3 steps \(33%\), {elapsed} loss \d+\.\d{{4}} tokens/s \d+", err), err
     assert re.search(r"train: done, 3 steps in \d+ s", err), err

@@ -1,7 +1,8 @@
-"""``offline``: capture every sample into a store first, then train N epochs from it.
+"""``offline``: capture every sample the planned steps read into a store first, then train from it.
 
 With a cross-process store (disk) the ranks split the capture and share the result; with a
-process-local store each rank captures what its own plan needs. Samples already in the store
+process-local store each rank captures what its own plan needs. A run cut short by
+``training.max_steps`` captures only the samples those steps read. Samples already in the store
 (an earlier run, `specforge capture`, an interrupted capture) are reused, not recaptured.
 """
 
@@ -25,7 +26,7 @@ class OfflineTopology(TopologyBase):
 
         dist, plan = run.dist, run.plan()
         shared = run.store.cross_process and dist.distributed
-        mine = list(range(dist.rank, len(run.samples), dist.world_size)) if shared else plan.needed_by(dist.rank)
+        mine = plan.needed()[dist.rank::dist.world_size] if shared else plan.needed_by(dist.rank)
         summary = run.capture([run.samples[i] for i in mine], progress=dist.is_main)
         records: dict[str, FeatureRecord] = dict(summary.records)
         if shared:
@@ -35,6 +36,9 @@ class OfflineTopology(TopologyBase):
         if dist.is_main:
             for line in summary.lines():
                 log.info("capture: %s", line)
+            if plan.max_steps and len(plan.needed()) < len(run.samples):
+                log.info("capture: the %d planned steps (training.max_steps) read %d of the %d samples; "
+                         "the others were not captured", plan.total_steps, len(plan.needed()), len(run.samples))
         by_index = [records.get(s.sample_id) for s in run.samples]
 
         def fetch(indices, epoch):

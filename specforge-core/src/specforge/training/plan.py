@@ -48,5 +48,18 @@ class DataPlan:
         return [order[(m * w + rank) * b:(m * w + rank + 1) * b] for m in range(micro)]
 
     def needed_by(self, rank: int) -> list[int]:
-        """Every sample index this rank will touch across all epochs, sorted."""
-        return sorted({i for e in range(self.epochs) for batch in self.epoch_batches(e, rank) for i in batch})
+        """Every sample index this rank trains on in the planned steps, sorted: with ``max_steps``
+        only those its first ``max_steps`` steps read, so a short run captures no more than that."""
+        needed: set[int] = set()
+        micro_left = self.total_steps * self.accumulation
+        for epoch in range(self.epochs):
+            if micro_left <= 0:
+                break
+            for batch in self.epoch_batches(epoch, rank)[:micro_left]:
+                needed.update(batch)
+            micro_left -= self.steps_per_epoch * self.accumulation
+        return sorted(needed)
+
+    def needed(self) -> list[int]:
+        """Every sample index any rank trains on in the planned steps, sorted."""
+        return sorted({i for rank in range(self.world_size) for i in self.needed_by(rank)})
