@@ -52,8 +52,13 @@ def bench_setup(specforge_tiny_target, specforge_chats, tmp_path_factory) -> dic
 
 
 def _eval(run: Path, prompts: Path) -> dict:
-    done = run_specforge("eval", str(run), "--prompts", str(prompts), "--k", str(K))
-    return json.loads(done.stdout[: done.stdout.rindex("}") + 1])
+    """What `specforge eval RUN --prompts FILE --k K` reports, from the function it calls, in this
+    process: six evaluations here would otherwise start six interpreters (torch and transformers
+    imported each time) for numbers that do not depend on the process (the CLI path itself is
+    covered by tests/e2e/test_eval_an_export.py)."""
+    from specforge.run.evaluate import evaluate_path
+
+    return json.loads(json.dumps(evaluate_path(run, prompts=str(prompts), k=K)))  # as the CLI prints it
 
 
 def test_bench_has_a_row_per_run_prompt_file_and_category(bench_setup) -> None:
