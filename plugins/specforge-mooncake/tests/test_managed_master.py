@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from specforge.contracts import FeatureKey
-from specforge_mooncake.master import pid_running
+from specforge_mooncake.master import MasterProcess, pid_running, port_open
 from specforge_mooncake.options import MooncakeStoreOptions
 from specforge_mooncake.store import MooncakeStore
 
@@ -150,3 +150,25 @@ def test_the_master_command_prints_the_address_clients_use_and_stops_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     assert not pid_running(pid), "the master outlived `specforge mooncake master`"
+
+
+def test_a_forked_child_never_stops_its_parents_master():
+    """A child forked after the master started (a fork-start worker pool) inherits this module's table
+    of masters and its signal handlers; a SIGTERM to it (``Pool.terminate``) must not stop the parent's
+    master. Seen in a full suite run: a session master got "Shutdown signal received" while its worker
+    ran other tests."""
+    master = MasterProcess().start()
+    try:
+        child = os.fork()
+        if child == 0:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                os._exit(0)
+        os.waitpid(child, 0)
+        time.sleep(0.5)  # a master told to stop exits within milliseconds
+        assert pid_running(master.pid) and port_open("127.0.0.1", master.rpc_port), \
+            "a SIGTERM to a forked child stopped its parent's master"
+    finally:
+        master.stop()

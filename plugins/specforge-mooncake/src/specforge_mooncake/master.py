@@ -35,6 +35,16 @@ _HANDLERS_INSTALLED = False
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+def _forget_in_child() -> None:
+    """A forked child (a fork-start worker pool) owns none of its parent's masters: it inherits this
+    table, the signal handlers and the atexit hook, and its exit or a SIGTERM to it (``Pool.terminate``)
+    would otherwise stop them under the parent."""
+    _RUNNING.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (the master binds it a moment later)."""
     with socket.socket() as s:

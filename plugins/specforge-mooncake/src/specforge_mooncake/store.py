@@ -100,6 +100,7 @@ def _close_open_stores() -> None:
 
 
 atexit.register(_close_open_stores)  # after master.py's own hook (imported above), so it runs first
+os.register_at_fork(after_in_child=_OPEN.clear)  # a forked child closes none of its parent's clients
 
 
 @contextlib.contextmanager
