@@ -26,7 +26,8 @@ class OfflineTopology(TopologyBase):
 
         dist, plan = run.dist, run.plan()
         shared = run.store.cross_process and dist.distributed
-        mine = plan.needed()[dist.rank::dist.world_size] if shared else plan.needed_by(dist.rank)
+        planned = plan.needed()  # every rank's samples: one seeded permutation per epoch and rank
+        mine = planned[dist.rank::dist.world_size] if shared else plan.needed_by(dist.rank)
         summary = run.capture([run.samples[i] for i in mine], progress=dist.is_main)
         records: dict[str, FeatureRecord] = dict(summary.records)
         if shared:
@@ -36,9 +37,9 @@ class OfflineTopology(TopologyBase):
         if dist.is_main:
             for line in summary.lines():
                 log.info("capture: %s", line)
-            if plan.max_steps and len(plan.needed()) < len(run.samples):
+            if plan.max_steps and len(planned) < len(run.samples):
                 log.info("capture: the %d planned steps (training.max_steps) read %d of the %d samples; "
-                         "the others were not captured", plan.total_steps, len(plan.needed()), len(run.samples))
+                         "the others were not captured", plan.total_steps, len(planned), len(run.samples))
         by_index = [records.get(s.sample_id) for s in run.samples]
 
         def fetch(indices, epoch):
