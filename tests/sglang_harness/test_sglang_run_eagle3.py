@@ -37,7 +37,8 @@ def write_chats(path: Path, n: int = 12, start: int = 0) -> Path:
 def test_eagle3_trains_through_sglang_with_the_hf_engines_features(harness_target_dir: Path, hf_engine,
                                                                    tmp_path: Path) -> None:
     data = write_chats(tmp_path / "chats.jsonl")
-    # Evaluation prompts of their own: no held-out split, so all 12 chats train (6 full batches of 2).
+    # Evaluation prompts of their own: no held-out split, so the 12 chats are the training set; the
+    # 3 planned steps of 2 read 6 of them, and only those 6 are captured.
     eval_prompts = write_chats(tmp_path / "eval.jsonl", n=2, start=12)
     with SocketSampler() as sockets:  # the run, SGLang's scheduler process and its torch.distributed store
         run_specforge(
@@ -57,7 +58,9 @@ def test_eagle3_trains_through_sglang_with_the_hf_engines_features(harness_targe
     assert json.loads((run_dir / "eval.json").read_text())["lossless_checked"] is True
 
     files = sorted((run_dir / "features").rglob("*.safetensors"))
-    assert len(files) == 12
+    stems = [f.stem.split(".")[0] for f in files]
+    assert len(files) == 6 and len(set(stems)) == 6, stems
+    assert set(stems) <= {f"c{i}" for i in range(12)}, stems
     stored = [load_file(str(f)) for f in files]
     samples = [Sample(f.stem, tuple(s["input_ids"].tolist()), tuple(s["loss_mask"].tolist()))
                for f, s in zip(files, stored)]
