@@ -66,8 +66,9 @@ def _start_demo_build() -> None:
 # xdist's default ("load") hands out tests one by one, so a module fixture (a trained run several
 # tests read, a built venv) is built once on EACH worker whose tests use it. Here a module's
 # consecutive tests form one unit, run on one worker, so its module fixtures are built once; the
-# demo runs of every strategy (independent, ~75 s each, put last by the collection) still go one by
-# one, so both workers stay busy to the end. A module's tests that the collection moved to the end (its
+# demo runs of every strategy (independent, ~40 s each, put last by the collection) still go one by
+# one, and a worker gets its next unit only when it is down to its last test, so both workers stay busy
+# to the end. A module's tests that the collection moved to the end (its
 # demo tests) form a unit of their own there. (xdist_group marks would do this per test, but have
 # no effect under pytest 9.2.)
 SPREAD = ("tests/e2e/test_demo_runs.py",)
@@ -101,6 +102,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
         def _split_scope(self, nodeid: str) -> str:
             return self._units.get(nodeid, nodeid)
+
+        def _reschedule(self, node: Any) -> None:
+            """The next unit only when the worker is down to its last test (which it runs once it
+            knows the next). xdist tops a worker up at 2 pending tests, so at the end one worker
+            held three queued demo runs (~50 s each) while the other had nothing left to do."""
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) <= 1:
+                self._assign_work_unit(node)
 
     return ModuleRuns(config, log)
 

@@ -79,3 +79,8 @@ def tokenize_parallel(conversations: Iterable[Conversation], tokenizer: Any, *, 
             for path, line, reason in bad:
                 sink.bad(path, line, reason)
             yield from outcomes
+        # Workers that finished leave on their own, and the with block's terminate() then signals no
+        # one. terminate() alone SIGTERMs every worker: once (1 in ~10 suite runs) a worker outlived
+        # its SIGTERM and the join held a test for 20 min; why it did was not pinned down.
+        pool.close()
+        pool.join()
