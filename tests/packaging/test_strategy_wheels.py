@@ -27,7 +27,8 @@ def trained_env(tmp_path_factory) -> Path:
     env = root / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     # The core's [train] extra brings torch; the constraints keep it the CPU build on disk.
-    # --no-compile, as `make` installs: bytecode for all of torch at install time costs ~55 s here.
+    # --no-compile: pip's one-file-at-a-time bytecode for all of torch costs ~55 s here; this venv's
+    # processes write the bytecode they import themselves (nothing here sets PYTHONDONTWRITEBYTECODE).
     extra = next(w for w in wheels if "specforge_core" in w) + "[train]"
     subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     "--no-compile", "-c", str(REPO / "constraints.txt"), extra, *wheels], check=True, timeout=900)
