@@ -28,7 +28,7 @@ def trained_env(tmp_path_factory) -> Path:
     venv.EnvBuilder(with_pip=True).create(env)
     # The core's [train] extra brings torch; the constraints keep it the CPU build on disk.
     # --no-compile: pip's one-file-at-a-time bytecode for all of torch costs ~55 s here; this venv's
-    # processes write the bytecode they import themselves (nothing here sets PYTHONDONTWRITEBYTECODE).
+    # runs below write the bytecode they import (their env has no PYTHONDONTWRITEBYTECODE).
     extra = next(w for w in wheels if "specforge_core" in w) + "[train]"
     subprocess.run([str(env / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     "--no-compile", "-c", str(REPO / "constraints.txt"), extra, *wheels], check=True, timeout=900)
