@@ -144,6 +144,7 @@ def test_bad_input_is_one_line_and_exit_2(bench_setup, tmp_path) -> None:
         assert refused.stderr.strip().splitlines()[-1:] == [message]
 
 
+@pytest.mark.demo  # its run trains on the demo target: run last, once the background build is done
 def test_a_demo_run_benches_on_the_built_in_set_with_no_prompt_file(tmp_path) -> None:
     from specforge.demo.tasks import TASKS
 
