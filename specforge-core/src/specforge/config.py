@@ -192,10 +192,15 @@ class EvalSection(Options):
     """Target and draft dtype for evaluation; empty: the target's (the demo evaluates in float64)."""
     check_lossless: bool = True
     """Check the speculative output equals the target's own greedy output, token for token (that
-    greedy pass, prompt by prompt, is also the baseline of the measured speed-up)."""
+    greedy pass, in ``eval.batch_size`` groups, is also the baseline of the measured speed-up)."""
     kv_cache: bool = True
     """Verify drafts incrementally with the target's KV cache (linear in the generated length);
     false re-runs the whole sequence every round (the old, quadratic path)."""
+    batch_size: Annotated[int, Range(ge=1, le=1024)] = 8
+    """Prompts verified together, one target pass per round for all of them (chains with
+    ``eval.kv_cache`` on an engine that batches, like ``hf``; otherwise one by one). τ does not
+    depend on it; the speed-up's greedy baseline decodes the same groups through the engine's
+    ``generate``. 1: one prompt at a time, as a single-user serving latency."""
 
     def problems(self) -> list[str]:
         out = []

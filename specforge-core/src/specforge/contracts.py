@@ -464,6 +464,31 @@ class DecodingEngine(Protocol):
     def decode_session(self, request: FeatureRequest) -> DecodeSession: ...
 
 
+class BatchDecodeSession(Protocol):
+    """Several sequences decoded together with one KV cache (see ``BatchDecodingEngine``); row
+    ``i`` is the ``i``-th sequence still in the batch."""
+
+    def extend(self, rows: Sequence[Sequence[int]]) -> list[SampleFeatures]:
+        """Run ``rows[i]`` after row ``i``'s kept tokens (the first call: each row's prompt), which
+        the row then keeps; per row, the request's features and ``"logits"`` for its new tokens only."""
+
+    def keep(self, counts: Sequence[int]) -> None:
+        """Row ``i`` keeps only the first ``counts[i]`` tokens of the last ``extend``; the rest leave it."""
+
+    def retain(self, rows: Sequence[int]) -> None:
+        """Only the rows ``rows`` (indices into the current batch, in order) stay in the batch."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchDecodingEngine(Protocol):
+    """Optional on a target engine: incremental verification of several sequences in one target
+    pass per round (``eval.batch_size``), which amortises a pass's fixed cost over the batch."""
+
+    def decode_batch_session(self, request: FeatureRequest) -> BatchDecodeSession: ...
+
+
 @runtime_checkable
 class FeatureStore(Protocol):
     """Where features live between capture and training.

@@ -86,6 +86,7 @@ def test_a_run_whose_output_is_not_a_terminal_logs_capture_training_and_evaluati
                          "--data", str(specforge_chats), "--output-dir", str(tmp_path), "--name", "p",
                          "--set", "training.max_steps=3", "--set", "training.batch_size=2",
                          "--set", "eval.num_prompts=2", "--set", "eval.max_new_tokens=8",
+                         "--set", "eval.batch_size=1",  # one prompt at a time: a progress line each
                          "--set", "data.eval_holdout=2")
     err = proc.stderr
     elapsed = r"\d+ s elapsed, about \d+ s left"

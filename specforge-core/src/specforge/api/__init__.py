@@ -24,6 +24,8 @@ from specforge.components import (
 from specforge.contracts import (
     API_VERSION,
     MIN_API_VERSION,
+    BatchDecodeSession,
+    BatchDecodingEngine,
     DataStats,
     DecodeSession,
     DecodingEngine,
@@ -77,6 +79,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 __all__ = [
     "API_VERSION",
     "MIN_API_VERSION",
+    "BatchDecodeSession",
+    "BatchDecodingEngine",
     "ComponentSpec",
     "ConfigError",
     "DataStats",

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from specforge.contracts import FeatureRequest, Sample, SampleFeatures, TargetInfo
 from specforge.devices import resolve_device, resolve_dtype
+from specforge.engines.hf_batch import HFBatchDecodeSession, map_cache
 from specforge.engines.target_config import (
     TargetModelError,
     check_architecture,
@@ -180,6 +181,12 @@ class HFEngine:
         request.check_layers(len(self._layers), option="the strategy's target layer ids")
         return HFDecodeSession(self, request)
 
+    def decode_batch_session(self, request: FeatureRequest) -> HFBatchDecodeSession:
+        """Incremental verification of several sequences per pass (``BatchDecodingEngine``)."""
+        self._require_open()
+        request.check_layers(len(self._layers), option="the strategy's target layer ids")
+        return HFBatchDecodeSession(self, request)
+
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                  stop_ids: Iterable[int] = ()) -> list[list[int]]:
         """Greedy continuation (new tokens only), stopping after a stop id or ``max_new_tokens``."""
@@ -315,14 +322,7 @@ class HFDecodeSession:
 
         start = self._tree_start
         index = torch.tensor([*range(start), *(start + i for i in nodes)], device=self.engine.device)
-        if hasattr(self.cache, "layers"):  # transformers >= 4.54: one layer object each, [B, H, S, D]
-            for layer in self.cache.layers:
-                layer.keys = layer.keys.index_select(-2, index)
-                layer.values = layer.values.index_select(-2, index)
-        else:  # older DynamicCache: lists of [B, H, S, D]
-            for i in range(len(self.cache.key_cache)):
-                self.cache.key_cache[i] = self.cache.key_cache[i].index_select(-2, index)
-                self.cache.value_cache[i] = self.cache.value_cache[i].index_select(-2, index)
+        map_cache(self.cache, lambda t: t.index_select(-2, index))
         self.length = len(index)
 
     def _run(self, ids: Sequence[int], **kwargs: Any) -> SampleFeatures:

@@ -14,8 +14,8 @@ from specforge.evaluation.speculative import (
     EvalResult,
     PromptTrace,
     compare_outputs,
+    decode_groups,
     greedy_timed,
-    speculative_generate,
     summarize,
 )
 from specforge.progress import PhaseProgress
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """How one evaluation decodes; ``tree`` None drafts chains of ``k``, else that tree (depth ``k``)."""
+    """How one evaluation decodes; ``tree`` None drafts chains of ``k``, else that tree (depth ``k``);
+    ``batch_size`` prompts are verified together where the engine can (chains with the KV cache)."""
 
     k: int
     num_prompts: int
@@ -33,6 +34,7 @@ class EvalSettings:
     check_lossless: bool = True
     kv_cache: bool = True
     tree: TreeShape | None = None
+    batch_size: int = 1
 
     def to_json(self) -> dict[str, Any]:
         """The draft settings in SGLang's three numbers, for eval.json."""
@@ -90,22 +92,24 @@ def decode_prompts(engine: TargetEngine, strategy: Strategy, draft: Any, request
                    stops: Sequence[int], phase: str = "eval") -> Decoded:
     """``evaluate_draft`` before the summary, so a caller can summarise shares (`specforge bench`).
 
-    With the lossless check on, each prompt's plain greedy decoding runs right after its
-    speculative one, so both speeds of a prompt see the same machine load."""
+    Prompts are verified in groups of ``settings.batch_size`` where the engine can. With the
+    lossless check on, a group's plain greedy decoding (the same prompts through the engine's
+    ``generate``) runs right after its speculative one, so both speeds see the same machine load."""
     bar = PhaseProgress(phase, len(prompts), "prompts", log=log)
-    traces = []
+    traces: list[PromptTrace] = []
     reference: list[list[int]] = []
     greedy_seconds: list[float] = []
     try:
-        for p in prompts:
-            traces.append(speculative_generate(engine, strategy, draft, p, request, k=settings.k,
-                                               max_new_tokens=settings.max_new_tokens, stop_ids=stops,
-                                               kv_cache=settings.kv_cache, tree=settings.tree))
+        for group, decoded in decode_groups(engine, strategy, draft, prompts, request, k=settings.k,
+                                            max_new_tokens=settings.max_new_tokens, stop_ids=stops,
+                                            kv_cache=settings.kv_cache, tree=settings.tree,
+                                            batch_size=settings.batch_size):
+            traces += decoded
             if settings.check_lossless:
-                output, seconds = greedy_timed(engine, [p], settings.max_new_tokens, stops)
+                output, seconds = greedy_timed(engine, [prompts[i] for i in group], settings.max_new_tokens, stops)
                 reference += output
                 greedy_seconds += seconds
-            bar.update(1, **{"τ": f"{summarize(traces, settings.k).tau:.2f}"})
+            bar.update(len(group), **{"τ": f"{summarize(traces, settings.k).tau:.2f}"})
     finally:
         bar.close()
     if settings.check_lossless:

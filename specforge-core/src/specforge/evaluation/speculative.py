@@ -15,13 +15,14 @@ engine without sessions), which is quadratic.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from specforge.contracts import (
+    BatchDecodingEngine,
     DecodingEngine,
     FeatureRequest,
     Sample,
@@ -118,15 +119,24 @@ def speculative_generate(engine: TargetEngine, strategy: Strategy, draft: Any, p
         return _decode_recapture(engine, strategy, draft, list(prompt), req, k, max_new_tokens, set(stop_ids))
 
 
-def _prefill(session: Any, strategy: Strategy, draft: Any,
-             prompt: list[int]) -> tuple[FeatureBuffer, list[int], PromptTrace, Any]:
-    """Every prompt position through the target's session: the features so far, the first token
-    (the target's own), its trace and the strategy's decoding state."""
-    first = session.extend(prompt)
-    first.setdefault("loss_mask", torch.zeros(len(prompt), dtype=torch.long))
-    buffer = FeatureBuffer(first)
-    tokens = [int(torch.argmax(first["logits"][-1]))]
-    return buffer, tokens, PromptTrace(tokens=tokens), strategy.begin_decode(draft, prompt, buffer.view())
+def decode_groups(engine: TargetEngine, strategy: Strategy, draft: Any, prompts: Sequence[Sequence[int]],
+                  request: FeatureRequest, *, k: int, max_new_tokens: int, stop_ids: Sequence[int] = (),
+                  kv_cache: bool = True, tree: TreeShape | None = None,
+                  batch_size: int = 1) -> Iterator[tuple[list[int], list[PromptTrace]]]:
+    """Every prompt decoded speculatively, in groups: (the group's prompt indices, their traces).
+    Groups of ``batch_size`` are verified together when the engine can (``BatchDecodingEngine``,
+    chains with the KV cache); otherwise each prompt is its own group."""
+    together = batch_size > 1 and kv_cache and tree is None and isinstance(engine, BatchDecodingEngine)
+    size = batch_size if together else 1
+    for start in range(0, len(prompts), size):
+        group = list(range(start, min(start + size, len(prompts))))
+        if together:
+            yield group, speculative_generate_batch(engine, strategy, draft, [prompts[i] for i in group], request,
+                                                    k=k, max_new_tokens=max_new_tokens, stop_ids=stop_ids)
+        else:
+            yield group, [speculative_generate(engine, strategy, draft, prompts[start], request, k=k,
+                                               max_new_tokens=max_new_tokens, stop_ids=stop_ids,
+                                               kv_cache=kv_cache, tree=tree)]
 
 
 def _decode_cached(engine: DecodingEngine, strategy: Strategy, draft: Any, prompt: list[int],
@@ -134,24 +144,89 @@ def _decode_cached(engine: DecodingEngine, strategy: Strategy, draft: Any, promp
     started = time.perf_counter()
     session = engine.decode_session(request)
     try:
-        buffer, tokens, trace, state = _prefill(session, strategy, draft, prompt)
-        while len(tokens) < max_new_tokens and tokens[-1] not in stops:
-            accepted_ids = prompt + tokens
-            proposal = [int(t) for t in strategy.propose(draft, state, accepted_ids, buffer.view(), k)]
-            proposal = proposal[: max_new_tokens - len(tokens)]
-            rows = session.extend([accepted_ids[-1], *proposal])  # the newest token, then the draft
-            rows.setdefault("loss_mask", torch.zeros(1 + len(proposal), dtype=torch.long))
-            target = torch.argmax(rows["logits"], dim=-1).tolist()
-            n = _accepted_count(proposal, target)
-            trace.drafted.append(len(proposal))
-            trace.accepted.append(n)
-            _append(tokens, [*proposal[:n], target[n]], max_new_tokens, stops)
-            buffer.append(_slice(rows, n + 1))  # features of the newest token and the accepted draft
-            session.truncate(len(accepted_ids) + n)  # the rejected draft leaves the cache
+        row = _Decoding(prompt)
+        row.start(strategy, draft, session.extend(prompt))
+        while not row.done(max_new_tokens, stops):
+            cached = session.length
+            kept = row.verify(session.extend(row.draft(strategy, draft, k, max_new_tokens)), max_new_tokens, stops)
+            session.truncate(cached + kept)  # the rejected draft leaves the cache
     finally:
         session.close()
-    trace.seconds = time.perf_counter() - started
-    return trace
+    row.trace.seconds = time.perf_counter() - started
+    return row.trace
+
+
+def speculative_generate_batch(engine: BatchDecodingEngine, strategy: Strategy, draft: Any,
+                               prompts: Sequence[Sequence[int]], request: FeatureRequest, *, k: int,
+                               max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[PromptTrace]:
+    """``speculative_generate`` (chains, KV cache) for several prompts, verified in one target pass
+    per round: each prompt drafts from its own state, then every unfinished prompt's newest token
+    and draft run together. Each prompt is charged an equal share of the batch's time."""
+    req = FeatureRequest(layers=request.layers, last_hidden=request.last_hidden, logits=True)
+    stops = set(stop_ids)
+    started = time.perf_counter()
+    session = engine.decode_batch_session(req)
+    try:
+        with torch.no_grad():
+            decoding = [_Decoding(list(p)) for p in prompts]
+            for row, first in zip(decoding, session.extend([r.prompt for r in decoding])):
+                row.start(strategy, draft, first)
+            active = [r for r in decoding if not r.done(max_new_tokens, stops)]
+            if len(active) < len(decoding):
+                session.retain([i for i, r in enumerate(decoding) if r in active])
+            while active:
+                rounds = [row.draft(strategy, draft, k, max_new_tokens) for row in active]
+                kept = [row.verify(rows, max_new_tokens, stops) for row, rows in
+                        zip(active, session.extend(rounds))]
+                session.keep(kept)
+                still = [i for i, row in enumerate(active) if not row.done(max_new_tokens, stops)]
+                if len(still) < len(active):
+                    session.retain(still)
+                    active = [active[i] for i in still]
+    finally:
+        session.close()
+    share = (time.perf_counter() - started) / max(len(prompts), 1)
+    for row in decoding:
+        row.trace.seconds = share
+    return [row.trace for row in decoding]
+
+
+class _Decoding:
+    """One prompt being decoded with a KV cache: its features so far, tokens, trace and the
+    strategy's decoding state; a round is ``draft`` (what the target runs), then ``verify``."""
+
+    def __init__(self, prompt: list[int]) -> None:
+        self.prompt = prompt
+        self.proposal: list[int] = []
+
+    def start(self, strategy: Strategy, draft: Any, first: SampleFeatures) -> None:
+        """From the prompt's features: the first token (the target's own) and the draft state."""
+        first.setdefault("loss_mask", torch.zeros(len(self.prompt), dtype=torch.long))
+        self.buffer = FeatureBuffer(first)
+        self.tokens = [int(torch.argmax(first["logits"][-1]))]
+        self.trace = PromptTrace(tokens=self.tokens)
+        self.state = strategy.begin_decode(draft, self.prompt, self.buffer.view())
+
+    def done(self, max_new_tokens: int, stops: set[int]) -> bool:
+        return len(self.tokens) >= max_new_tokens or self.tokens[-1] in stops
+
+    def draft(self, strategy: Strategy, draft: Any, k: int, max_new_tokens: int) -> list[int]:
+        """This round's tokens for the target: the newest accepted token, then the draft."""
+        accepted_ids = self.prompt + self.tokens
+        proposal = [int(t) for t in strategy.propose(draft, self.state, accepted_ids, self.buffer.view(), k)]
+        self.proposal = proposal[: max_new_tokens - len(self.tokens)]
+        return [accepted_ids[-1], *self.proposal]
+
+    def verify(self, rows: SampleFeatures, max_new_tokens: int, stops: set[int]) -> int:
+        """Accept the draft's longest prefix the target agrees with; the positions to keep."""
+        rows.setdefault("loss_mask", torch.zeros(1 + len(self.proposal), dtype=torch.long))
+        target = torch.argmax(rows["logits"], dim=-1).tolist()
+        n = _accepted_count(self.proposal, target)
+        self.trace.drafted.append(len(self.proposal))
+        self.trace.accepted.append(n)
+        _append(self.tokens, [*self.proposal[:n], target[n]], max_new_tokens, stops)
+        self.buffer.append(_slice(rows, n + 1))  # the newest token and the accepted draft
+        return n + 1
 
 
 def check_tree_support(engine: TargetEngine, strategy: Strategy) -> None:
@@ -176,10 +251,12 @@ def _decode_tree(engine: DecodingEngine, strategy: Strategy, draft: Any, prompt:
         raise UserError(f"target engine {type(engine).__name__} cannot verify trees (its decode session has no "
                         f"extend_tree): set eval.topk = 1")
     try:
-        buffer, tokens, trace, state = _prefill(session, strategy, draft, prompt)
-        while len(tokens) < max_new_tokens and tokens[-1] not in stops:
+        row = _Decoding(prompt)
+        row.start(strategy, draft, session.extend(prompt))
+        buffer, tokens, trace = row.buffer, row.tokens, row.trace
+        while not row.done(max_new_tokens, stops):
             accepted_ids = prompt + tokens
-            tree = strategy.propose_tree(draft, state, accepted_ids, buffer.view(), shape)
+            tree = strategy.propose_tree(draft, row.state, accepted_ids, buffer.view(), shape)
             if len(tree.tokens) > shape.num_draft_tokens - 1 or tree.depth() > shape.num_steps:
                 raise RuntimeError(f"strategy {strategy.name!r} drafted a tree of {len(tree.tokens)} nodes and depth "
                                    f"{tree.depth()} for {shape}")
@@ -303,28 +380,35 @@ def summarize(traces: Sequence[PromptTrace], k: int, greedy_seconds: float = 0.0
 
 
 def greedy_reference(engine: TargetEngine, prompts: Sequence[Sequence[int]], max_new_tokens: int,
-                     stop_ids: Sequence[int] = ()) -> tuple[list[list[int]], float]:
-    """The engine's own greedy output, prompt by prompt (as speculative decoding runs), and its time."""
-    outputs, seconds = greedy_timed(engine, prompts, max_new_tokens, stop_ids)
-    return outputs, sum(seconds)
+                     stop_ids: Sequence[int] = (), batch_size: int = 1) -> tuple[list[list[int]], float]:
+    """The engine's own greedy output, in groups of ``batch_size`` prompts (as speculative
+    decoding verified them), and its time."""
+    outputs: list[list[int]] = []
+    seconds = 0.0
+    for start in range(0, len(prompts), batch_size):
+        group, shares = greedy_timed(engine, prompts[start:start + batch_size], max_new_tokens, stop_ids)
+        outputs += group
+        seconds += sum(shares)
+    return outputs, seconds
 
 
 def greedy_timed(engine: TargetEngine, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                  stop_ids: Sequence[int] = ()) -> tuple[list[list[int]], list[float]]:
-    """``greedy_reference`` with each prompt's own time, so shares of the prompts have a baseline."""
-    outputs, seconds = [], []
-    for p in prompts:
-        started = time.perf_counter()
-        outputs.append(engine.generate([p], max_new_tokens, stop_ids=stop_ids)[0])
-        seconds.append(time.perf_counter() - started)
-    return outputs, seconds
+    """``greedy_reference`` with each prompt's share of the time, so shares of the prompts have a
+    baseline: ``prompts`` go to the engine's ``generate`` together (as speculative decoding
+    verified them), and each is charged an equal share."""
+    started = time.perf_counter()
+    outputs = engine.generate([list(p) for p in prompts], max_new_tokens, stop_ids=stop_ids)
+    share = (time.perf_counter() - started) / max(len(prompts), 1)
+    return outputs, [share] * len(prompts)
 
 
 def check_lossless(engine: TargetEngine, prompts: Sequence[Sequence[int]], traces: Sequence[PromptTrace],
-                   max_new_tokens: int, stop_ids: Sequence[int] = (), names: Sequence[str] = ()) -> float:
+                   max_new_tokens: int, stop_ids: Sequence[int] = (), names: Sequence[str] = (),
+                   batch_size: int = 1) -> float:
     """Raise LosslessError naming the prompt and position where speculation left the engine's own
     greedy decoding; return how long that greedy decoding took (the speed-up's baseline)."""
-    reference, seconds = greedy_reference(engine, prompts, max_new_tokens, stop_ids)
+    reference, seconds = greedy_reference(engine, prompts, max_new_tokens, stop_ids, batch_size)
     compare_outputs(reference, traces, names)
     return seconds
 

@@ -63,7 +63,7 @@ def plan_eval(config: RunConfig, tokenizer: Any, *, prompts: str | None = None, 
         raise UserError(f"{source} holds no usable prompt; pass --prompts FILE with conversations")
     settings = EvalSettings(k=k or config.eval.k, num_prompts=len(ids), max_new_tokens=config.eval.max_new_tokens,
                             check_lossless=config.eval.check_lossless, kv_cache=config.eval.kv_cache,
-                            tree=config.eval.tree(strategy, k))
+                            tree=config.eval.tree(strategy, k), batch_size=config.eval.batch_size)
     log.info("evaluation drafts a %s", describe_tree(settings.k, settings.tree))
     return EvalPlan(ids, names, source, settings, stop_ids(tokenizer), tuple(categories))
 

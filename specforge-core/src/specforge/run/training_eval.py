@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from specforge.evaluation.speculative import Counts, count, result_of, speculative_generate
+from specforge.evaluation.speculative import Counts, count, decode_groups, result_of
 from specforge.training.distributed import all_reduce_sum
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,11 @@ class TrainingEvaluator:
             info = self._engine.info()
             request = strategy.feature_request(info)
             draft = _in_dtype_of(draft, info.embed_weight)
-            for prompt in self._share():
-                traces.append(speculative_generate(self._engine, strategy, draft, prompt, request, k=k,
-                                                   max_new_tokens=plan.settings.max_new_tokens,
-                                                   stop_ids=plan.stops, kv_cache=plan.settings.kv_cache,
-                                                   tree=plan.settings.tree))
+            for _, decoded in decode_groups(self._engine, strategy, draft, self._share(), request, k=k,
+                                            max_new_tokens=plan.settings.max_new_tokens, stop_ids=plan.stops,
+                                            kv_cache=plan.settings.kv_cache, tree=plan.settings.tree,
+                                            batch_size=plan.settings.batch_size):
+                traces += decoded
         counts = count(traces)
         if len(counts.reached) > k:
             raise RuntimeError(f"strategy {strategy.name!r} drafted {len(counts.reached)} tokens when asked for {k}")
