@@ -147,7 +147,8 @@ class ChatRenderer:
 
     def _turn_end(self, messages: list[dict], tools: Sequence[Mapping[str, Any]], text: str, i: int,
                   start: int) -> int:
-        upto = self.render(messages[: i + 1], tools)
+        # the last message's prefix is the whole conversation, rendered already (one render of four)
+        upto = text if i + 1 == len(messages) else self.render(messages[: i + 1], tools)
         if text.startswith(upto) and len(upto) >= start:
             return len(upto)
         probe = self.render([*messages[:i], {"role": "assistant", "content": _PROBE}], tools)
