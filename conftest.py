@@ -20,6 +20,9 @@ import pytest
 os.environ.setdefault("SPECFORGE_CACHE_DIR", str(Path(__file__).resolve().parent / ".cache" / "specforge"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The demo's test recipe: its target trains in half the steps (see specforge.demo.recipe), in a cache
+# folder of its own; `make demo`, outside the tests, builds and measures the full one.
+os.environ.setdefault("SPECFORGE_DEMO_RECIPE", "quick")
 os.environ.pop("WANDB_PROJECT", None)
 
 # ------------------------------------------------------------------ the demo build, in the background

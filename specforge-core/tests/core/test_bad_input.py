@@ -7,6 +7,7 @@ directory, and checks that nothing appeared there or in the output directory.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -121,11 +122,19 @@ def test_an_unknown_export_format_is_refused_before_any_work(world, tmp_path):
     assert "strategy 'example-medusa' exports 'hf', not 'onnx'; use --format hf" in line
 
 
+@pytest.fixture(scope="module")
+def one_step_run(world, tmp_path_factory) -> Path:
+    """The runs folder of one finished 1-step run, trained once for every damage case below."""
+    cwd = tmp_path_factory.mktemp("one-step")
+    run_specforge(*run_args(world, "--set", "eval.enabled=false", "--set", "export.enabled=false",
+                            "--set", "training.max_steps=1"), cwd=cwd)
+    return cwd / "runs"
+
+
 @pytest.mark.parametrize("damage", ["truncate weights", "remove weights", "remove state"])
 @pytest.mark.parametrize("command", ["export", "eval"])
-def test_a_damaged_checkpoint_is_named(world, tmp_path, damage, command):
-    run_specforge(*run_args(world, "--set", "eval.enabled=false", "--set", "export.enabled=false",
-                            "--set", "training.max_steps=1"), cwd=tmp_path)
+def test_a_damaged_checkpoint_is_named(one_step_run, tmp_path, damage, command):
+    shutil.copytree(one_step_run, tmp_path / "runs", symlinks=True)  # each case damages its own copy
     ckpt = next((tmp_path / "runs" / "example-medusa-offline" / "checkpoints").iterdir())
     weights, state = ckpt / "draft.safetensors", ckpt / "state.pt"
     if damage == "truncate weights":
@@ -166,3 +175,12 @@ def test_resuming_a_finished_run_says_so_instead_of_a_nan_loss(world, tmp_path):
     proc = run_specforge(*args, "--resume", cwd=tmp_path)
     assert "already finished at step 2" in proc.stderr
     assert "final loss nan" not in proc.stderr
+
+
+def test_an_unknown_demo_recipe_is_refused_naming_the_recipes(tmp_path):
+    proc = run_specforge("run", "--strategy", "eagle3", "--plan", cwd=tmp_path, check=False,
+                         env={"SPECFORGE_DEMO_RECIPE": "fast"})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "SPECFORGE_DEMO_RECIPE='fast' is not a demo recipe; use one of full, quick" in lines[0]
+    assert not any(tmp_path.iterdir())

@@ -4,6 +4,7 @@ or overwrite; a refused resume leaves the run's record as it was."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,25 @@ def args(world: Path, out: Path, *extra: str, strategy: str = "example-medusa") 
             "--set", "export.enabled=false", "--set", "training.max_steps=2", *extra]
 
 
+@pytest.fixture(scope="module")
+def finished(world, tmp_path_factory) -> Path:
+    """An output dir holding one finished 2-step run ``r``, trained once; each test takes a copy."""
+    out = tmp_path_factory.mktemp("finished")
+    run_specforge(*args(world, out))
+    return out
+
+
+def take(finished: Path, out: Path) -> None:
+    shutil.copytree(finished, out, symlinks=True, dirs_exist_ok=True)
+
+
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("nproc", ["1", "2"])
-def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_before_writing(world, tmp_path, nproc):
-    run_specforge(*args(world, tmp_path))
+def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_before_writing(world, finished, tmp_path, nproc):
+    take(finished, tmp_path)
     before = snapshot(tmp_path)
     proc = run_specforge(*args(world, tmp_path, "--nproc-per-node", nproc), check=False)
     assert proc.returncode == 2
@@ -44,16 +57,16 @@ def test_a_fresh_run_into_a_folder_holding_a_run_is_refused_before_writing(world
     assert snapshot(tmp_path) == before
 
 
-def test_a_refused_resume_leaves_config_toml_as_it_was(world, tmp_path):
-    run_specforge(*args(world, tmp_path))
+def test_a_refused_resume_leaves_config_toml_as_it_was(world, finished, tmp_path):
+    take(finished, tmp_path)
     record = (tmp_path / "r" / "config.toml").read_bytes()
     proc = run_specforge(*args(world, tmp_path, "--resume", "--set", "training.batch_size=2"), check=False)
     assert proc.returncode == 2 and "cannot resume" in proc.stderr and "batch_size" in proc.stderr
     assert (tmp_path / "r" / "config.toml").read_bytes() == record
 
 
-def test_overwrite_moves_the_old_run_aside_and_starts_clean(world, tmp_path):
-    run_specforge(*args(world, tmp_path))
+def test_overwrite_moves_the_old_run_aside_and_starts_clean(world, finished, tmp_path):
+    take(finished, tmp_path)
     old_metrics = (tmp_path / "r" / "metrics.jsonl").read_text()
     run_specforge(*args(world, tmp_path, "--overwrite", "--set", "training.max_steps=1"))
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("r.replaced-")]

@@ -1,10 +1,11 @@
-"""A run's memory does not grow with its data file: 200k conversations cost what 20k do.
+"""A run's memory does not grow with its data file: 100k conversations cost what 10k do.
 
 Each run is a real ``specforge run`` (online, two steps) from a generated JSONL, so it streams the
 file through tokenization into the tokenized cache and trains from that; its peak RSS is read
 from the kernel (``ru_maxrss`` of a wrapper's children: the run and its tokenize workers). Holding
-the corpus in memory instead would cost the 200k file's ~10M tokens as Python objects, hundreds
-of MiB more than the 20k run; measured 2026-12-02: 381 MiB for 20k, 410 MiB for 200k.
+the corpus in memory instead would cost the 100k file's ~5M tokens as Python objects, well over
+a hundred MiB more than the 10k run; measured 2026-12-02 at twice these sizes: 381 MiB for 20k,
+410 MiB for 200k (the sizes were halved for the test suite's time budget).
 """
 
 from __future__ import annotations
@@ -54,6 +55,6 @@ def peak_rss_mib(target: Path, data: Path, out: Path) -> float:
 def test_peak_rss_of_a_run_does_not_grow_with_its_data_file(specforge_tiny_target: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPECFORGE_CACHE_DIR", str(tmp_path / "cache"))  # tokenized here, not in the shared cache
-    small = peak_rss_mib(specforge_tiny_target, write_chats(tmp_path / "chats-20000.jsonl", 20_000), tmp_path)
-    large = peak_rss_mib(specforge_tiny_target, write_chats(tmp_path / "chats-200000.jsonl", 200_000), tmp_path)
-    assert large - small <= GROWTH_LIMIT_MIB, f"20k conversations: {small:.0f} MiB, 200k: {large:.0f} MiB"
+    small = peak_rss_mib(specforge_tiny_target, write_chats(tmp_path / "chats-10000.jsonl", 10_000), tmp_path)
+    large = peak_rss_mib(specforge_tiny_target, write_chats(tmp_path / "chats-100000.jsonl", 100_000), tmp_path)
+    assert large - small <= GROWTH_LIMIT_MIB, f"10k conversations: {small:.0f} MiB, 100k: {large:.0f} MiB"

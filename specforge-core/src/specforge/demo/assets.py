@@ -48,9 +48,11 @@ class DemoAssets:
 
 
 def demo_root(cache_dir: Path | str | None = None) -> Path:
-    """``<cache>/demo-<version>``; the cache defaults to ``$SPECFORGE_CACHE_DIR``."""
+    """``<cache>/demo-<version>`` (``-quick`` after it for the tests' recipe); the cache defaults to
+    ``$SPECFORGE_CACHE_DIR``."""
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return base / f"demo-{recipe.DEMO_VERSION}"
+    name = recipe.recipe_name()
+    return base / (f"demo-{recipe.DEMO_VERSION}" if name == "full" else f"demo-{recipe.DEMO_VERSION}-{name}")
 
 
 def _layout(root: Path) -> dict[str, Path]:
@@ -139,7 +141,8 @@ def build_demo(root: Path, *, progress: bool = True) -> None:
     hashes = build_data_and_tokenizer(root, seconds)
     paths = _layout(root)
     report = train_and_save_target(paths["tokenizer_dir"], paths["train_path"], paths["heldout_path"],
-                                   paths["target_dir"], seconds=seconds, progress=progress)
+                                   paths["target_dir"], seconds=seconds, progress=progress,
+                                   recipe=recipe.train_recipe())
     hashes["model.safetensors"] = report["hashes"]["model.safetensors"]
     with _phase(seconds, "regenerate"), torch_threads(report["threads"]):
         regenerated = regenerate_with_target(
@@ -147,7 +150,7 @@ def build_demo(root: Path, *, progress: bool = True) -> None:
             batch_size=recipe.REGENERATE_BATCH_SIZE, max_new_tokens=recipe.TRAIN_RECIPE.eval_max_new_tokens)
     hashes["train_regenerated.jsonl"] = sha256(paths["regenerated_path"])
     manifest = {
-        "version": recipe.DEMO_VERSION, "seed": recipe.SEED, "hashes": hashes,
+        "version": recipe.DEMO_VERSION, "recipe": recipe.recipe_name(), "seed": recipe.SEED, "hashes": hashes,
         "threads": report["threads"], "regenerated": regenerated,
         "seconds": {**seconds, "total": round(time.perf_counter() - start, 2)},
         "target": {key: report[key] for key in ("accuracy", "per_task", "steps", "heldout_size")},
