@@ -57,10 +57,19 @@ def test_bf16_keeps_the_draft_and_its_checkpoint_in_bfloat16(world, tmp_path):
     assert all(t.dtype == torch.bfloat16 for t in weights.values())
 
 
+TWO_RANKS = ("--nproc-per-node", "2", "--set", "training.max_steps=8", "--set", 'training.precision="fp32"')
+
+
+@pytest.fixture(scope="module")
+def ddp_run(world, tmp_path_factory):
+    """The DDP run both FSDP cases are compared with, trained once."""
+    return train(world, tmp_path_factory.mktemp("ddp"), "ddp", *TWO_RANKS)
+
+
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["fsdp", "fsdp+activation-checkpointing"])
-def test_fsdp_shards_each_layer_and_trains_like_ddp(world, tmp_path, checkpointing):
-    common = ("--nproc-per-node", "2", "--set", "training.max_steps=8", "--set", 'training.precision="fp32"')
-    ddp, ddp_weights, _ = train(world, tmp_path, "ddp", *common)
+def test_fsdp_shards_each_layer_and_trains_like_ddp(world, ddp_run, tmp_path, checkpointing):
+    common = TWO_RANKS
+    ddp, ddp_weights, _ = ddp_run
     extra = ("--set", "training.activation_checkpointing=true") if checkpointing else ()
     fsdp, fsdp_weights, stderr = train(world, tmp_path, "fsdp", *common, "--set", 'training.parallel="fsdp"', *extra)
     assert "FSDP2: 3 draft layer(s) sharded, then the root" in stderr  # example-medusa's three heads
