@@ -68,10 +68,9 @@ def ddp_run(world, tmp_path_factory):
 
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["fsdp", "fsdp+activation-checkpointing"])
 def test_fsdp_shards_each_layer_and_trains_like_ddp(world, ddp_run, tmp_path, checkpointing):
-    common = TWO_RANKS
     ddp, ddp_weights, _ = ddp_run
     extra = ("--set", "training.activation_checkpointing=true") if checkpointing else ()
-    fsdp, fsdp_weights, stderr = train(world, tmp_path, "fsdp", *common, "--set", 'training.parallel="fsdp"', *extra)
+    fsdp, fsdp_weights, stderr = train(world, tmp_path, "fsdp", *TWO_RANKS, "--set", 'training.parallel="fsdp"', *extra)
     assert "FSDP2: 3 draft layer(s) sharded, then the root" in stderr  # example-medusa's three heads
     assert [round(m["loss"], 4) for m in fsdp] == pytest.approx([round(m["loss"], 4) for m in ddp], rel=1e-3)
     for name, tensor in ddp_weights.items():

@@ -52,7 +52,7 @@ def demo_root(cache_dir: Path | str | None = None) -> Path:
     ``$SPECFORGE_CACHE_DIR``."""
     base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     name = recipe.recipe_name()
-    return base / (f"demo-{recipe.DEMO_VERSION}" if name == "full" else f"demo-{recipe.DEMO_VERSION}-{name}")
+    return base / f"demo-{recipe.DEMO_VERSION}{'' if name == 'full' else '-' + name}"
 
 
 def _layout(root: Path) -> dict[str, Path]:
@@ -138,16 +138,17 @@ def build_demo(root: Path, *, progress: bool = True) -> None:
 
     seconds: dict[str, float] = {}
     start = time.perf_counter()
+    train_recipe = recipe.train_recipe()
     hashes = build_data_and_tokenizer(root, seconds)
     paths = _layout(root)
     report = train_and_save_target(paths["tokenizer_dir"], paths["train_path"], paths["heldout_path"],
                                    paths["target_dir"], seconds=seconds, progress=progress,
-                                   recipe=recipe.train_recipe())
+                                   recipe=train_recipe)
     hashes["model.safetensors"] = report["hashes"]["model.safetensors"]
     with _phase(seconds, "regenerate"), torch_threads(report["threads"]):
         regenerated = regenerate_with_target(
             paths["target_dir"], paths["train_path"], paths["regenerated_path"],
-            batch_size=recipe.REGENERATE_BATCH_SIZE, max_new_tokens=recipe.TRAIN_RECIPE.eval_max_new_tokens)
+            batch_size=recipe.REGENERATE_BATCH_SIZE, max_new_tokens=train_recipe.eval_max_new_tokens)
     hashes["train_regenerated.jsonl"] = sha256(paths["regenerated_path"])
     manifest = {
         "version": recipe.DEMO_VERSION, "recipe": recipe.recipe_name(), "seed": recipe.SEED, "hashes": hashes,
