@@ -115,20 +115,23 @@ def test_an_unresolvable_mask_token_is_refused_by_plan_before_any_capture(world,
         assert "--set strategy.mask_token_id=" in line, line
 
 
-def test_an_unknown_export_format_is_refused_before_any_work(world, tmp_path):
-    run_specforge(*run_args(world, "--set", "eval.enabled=false", "--set", "training.max_steps=1"), cwd=tmp_path)
-    run_dir = tmp_path / "runs" / "example-medusa-offline"
-    line = refused(tmp_path, "export", str(run_dir), "--format", "onnx")
-    assert "strategy 'example-medusa' exports 'hf', not 'onnx'; use --format hf" in line
+ONE_STEP = ("--set", "eval.enabled=false", "--set", "export.enabled=false", "--set", "training.max_steps=1")
 
 
 @pytest.fixture(scope="module")
 def one_step_run(world, tmp_path_factory) -> Path:
-    """The runs folder of one finished 1-step run, trained once for every damage case below."""
+    """The runs folder of one finished 1-step run, trained once for every test below that reads one
+    (each test that could change it works on its own copy)."""
     cwd = tmp_path_factory.mktemp("one-step")
-    run_specforge(*run_args(world, "--set", "eval.enabled=false", "--set", "export.enabled=false",
-                            "--set", "training.max_steps=1"), cwd=cwd)
+    run_specforge(*run_args(world, *ONE_STEP), cwd=cwd)
     return cwd / "runs"
+
+
+def test_an_unknown_export_format_is_refused_before_any_work(one_step_run, tmp_path):
+    shutil.copytree(one_step_run, tmp_path / "runs", symlinks=True)
+    line = refused(tmp_path, "export", str(tmp_path / "runs" / "example-medusa-offline"), "--format", "onnx")
+    assert "strategy 'example-medusa' exports 'hf', not 'onnx'; use --format hf" in line
+    assert not (tmp_path / "runs" / "example-medusa-offline" / "export").exists(), "no work was done"
 
 
 @pytest.mark.parametrize("damage", ["truncate weights", "remove weights", "remove state"])
@@ -168,12 +171,10 @@ def test_an_unknown_strategy_lists_the_installed_strategies_in_plural(tmp_path):
     assert "installed strategies:" in line and "strategys" not in line
 
 
-def test_resuming_a_finished_run_says_so_instead_of_a_nan_loss(world, tmp_path):
-    args = run_args(world, "--set", "eval.enabled=false", "--set", "export.enabled=false",
-                    "--set", "training.max_steps=2")
-    run_specforge(*args, cwd=tmp_path)
-    proc = run_specforge(*args, "--resume", cwd=tmp_path)
-    assert "already finished at step 2" in proc.stderr
+def test_resuming_a_finished_run_says_so_instead_of_a_nan_loss(world, one_step_run, tmp_path):
+    shutil.copytree(one_step_run, tmp_path / "runs", symlinks=True)
+    proc = run_specforge(*run_args(world, *ONE_STEP), "--resume", cwd=tmp_path)
+    assert "already finished at step 1" in proc.stderr
     assert "final loss nan" not in proc.stderr
 
 

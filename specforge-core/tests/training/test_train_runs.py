@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,27 @@ def tiny_target(specforge_tiny_target):
 def chats(specforge_chats):
     """The specforge pytest plugin's 24 conversations."""
     return specforge_chats
+
+
+@pytest.fixture(scope="module")
+def whole(tiny_target, chats, tmp_path_factory) -> Path:
+    """One uninterrupted 1-process run (12 steps, a checkpoint every 2) that several tests read."""
+    out = tmp_path_factory.mktemp("whole-1")
+    specforge(*train_args(tiny_target, chats, out, "whole"))
+    return out / "whole"
+
+
+@pytest.fixture(scope="module")
+def whole_two_ranks(tiny_target, chats, tmp_path_factory) -> Path:
+    """The same, on 2 gloo processes (6 steps)."""
+    out = tmp_path_factory.mktemp("whole-2")
+    specforge(*train_args(tiny_target, chats, out, "whole", "--nproc-per-node", "2"))
+    return out / "whole"
+
+
+def copy_run(run_dir: Path, out: Path, name: str) -> None:
+    """A test's own copy of a shared run, which it may resume (and so change)."""
+    shutil.copytree(run_dir, out / name, symlinks=True)
 
 
 def train_args(target: Path, data: Path, out: Path, name: str, *extra: str) -> list[str]:
@@ -78,8 +100,7 @@ def test_a_run_trains_its_loss_falls_and_leaves_metrics_and_checkpoints(tiny_tar
 
 
 @pytest.mark.parametrize("kill_at", ["step:5", "ckpt-write:4"])
-def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(tiny_target, chats, tmp_path, kill_at):
-    specforge(*train_args(tiny_target, chats, tmp_path, "whole"))
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(tiny_target, chats, tmp_path, kill_at, whole):
     killed = specforge(*train_args(tiny_target, chats, tmp_path, "cut"), env={"SPECFORGE_TEST_KILL_AT": kill_at},
                        check=False)
     assert killed.returncode == -9, killed.stderr
@@ -88,23 +109,22 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_state(tiny_target, ch
         assert (cut / "checkpoints" / ".tmp-step-00000004").is_dir(), "the half-written checkpoint stays hidden"
         assert not (cut / "checkpoints" / "step-00000004").exists()
     specforge(*train_args(tiny_target, chats, tmp_path, "cut", "--resume"))
-    assert_same_state(final_state(tmp_path / "whole", STEPS), final_state(cut, STEPS))
+    assert_same_state(final_state(whole, STEPS), final_state(cut, STEPS))
     assert [x["step"] for x in metrics(cut)] == list(range(1, STEPS + 1)), "each step logged once"
 
 
-def test_resume_refuses_a_changed_batch_size(tiny_target, chats, tmp_path):
-    specforge(*train_args(tiny_target, chats, tmp_path, "r", "--set", "training.max_steps=2"))
-    proc = specforge(*train_args(tiny_target, chats, tmp_path, "r", "--resume", "--set", "training.max_steps=2",
-                                 "--set", "training.batch_size=3"), check=False)
+def test_resume_refuses_a_changed_batch_size(tiny_target, chats, tmp_path, whole):
+    copy_run(whole, tmp_path, "r")
+    proc = specforge(*train_args(tiny_target, chats, tmp_path, "r", "--resume", "--set", "training.batch_size=3"),
+                     check=False)
     assert proc.returncode == 2
     assert "cannot resume" in proc.stderr and "batch_size: checkpoint 2, now 3" in proc.stderr
 
 
-def test_init_draft_warm_starts_weights_but_not_the_optimizer(tiny_target, chats, tmp_path):
-    specforge(*train_args(tiny_target, chats, tmp_path, "base"))
-    specforge(*train_args(tiny_target, chats, tmp_path, "warm", "--init-draft", str(tmp_path / "base"),
+def test_init_draft_warm_starts_weights_but_not_the_optimizer(tiny_target, chats, tmp_path, whole):
+    specforge(*train_args(tiny_target, chats, tmp_path, "warm", "--init-draft", str(whole),
                           "--set", "training.max_steps=1"))
-    base_loss = metrics(tmp_path / "base")[0]["loss"]
+    base_loss = metrics(whole)[0]["loss"]
     warm_loss = metrics(tmp_path / "warm")[0]["loss"]
     assert warm_loss < base_loss, "the warm start begins where the first run ended, not from scratch"
     state = torch.load(tmp_path / "warm" / "checkpoints" / "step-00000001" / "state.pt", weights_only=True)
@@ -127,20 +147,18 @@ def test_two_processes_train_with_equal_batches(tiny_target, chats, tmp_path, to
 
 
 @pytest.mark.parametrize("kill_at", ["step:3", "ckpt-write:4"])
-def test_a_killed_two_rank_run_resumes_exactly(tiny_target, chats, tmp_path, kill_at):
+def test_a_killed_two_rank_run_resumes_exactly(tiny_target, chats, tmp_path, kill_at, whole_two_ranks):
     two = ("--nproc-per-node", "2")
-    specforge(*train_args(tiny_target, chats, tmp_path, "whole", *two))
     killed = specforge(*train_args(tiny_target, chats, tmp_path, "cut", *two),
                        env={"SPECFORGE_TEST_KILL_AT": kill_at}, check=False)
     assert killed.returncode != 0
     specforge(*train_args(tiny_target, chats, tmp_path, "cut", *two, "--resume"))
-    whole = final_state(tmp_path / "whole", TWO_RANK_STEPS, ranks=2)
-    assert_same_state(whole, final_state(tmp_path / "cut", TWO_RANK_STEPS, ranks=2))
+    assert_same_state(final_state(whole_two_ranks, TWO_RANK_STEPS, ranks=2),
+                      final_state(tmp_path / "cut", TWO_RANK_STEPS, ranks=2))
 
 
-def test_resume_refuses_a_changed_world_size(tiny_target, chats, tmp_path):
-    specforge(*train_args(tiny_target, chats, tmp_path, "r", "--nproc-per-node", "2", "--set", "training.max_steps=2"))
-    proc = specforge(*train_args(tiny_target, chats, tmp_path, "r", "--resume", "--set", "training.max_steps=2"),
-                     check=False)
+def test_resume_refuses_a_changed_world_size(tiny_target, chats, tmp_path, whole_two_ranks):
+    copy_run(whole_two_ranks, tmp_path, "r")
+    proc = specforge(*train_args(tiny_target, chats, tmp_path, "r", "--resume"), check=False)
     assert proc.returncode == 2
     assert "world_size: checkpoint 2, now 1" in proc.stderr
