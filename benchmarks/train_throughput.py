@@ -381,6 +381,9 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
             step(total - 1, features)
         row.update(largest_tensor_elems=tracker.numel, largest_tensor_mib=tracker.nbytes / MIB,
                    largest_saved_elems=saved["numel"], largest_saved_mib=saved["nbytes"] / MIB)
+    if spec.get("profile"):
+        batches = [samples(total + 1 + i) for i in range(spec["profile"])]  # built before, not profiled
+        row["profile"] = op_profile(lambda i: step(total + i, batches[i]), len(batches), cuda)
     imports.update(check_imports(tree))
     flops = useful_flops(name, shape)
     best = min(times)
@@ -395,6 +398,46 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         threads=torch.get_num_threads(), torch=torch.__version__, imports=imports,
     )
     return row
+
+
+MATMUL_OPS = frozenset({"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm", "aten::_mm"})
+ATTENTION_MARKS = ("scaled_dot_product", "flash_attention", "efficient_attention", "flex_attention",
+                   "cudnn_attention")
+
+
+def op_group(op: str) -> str:
+    """matmul (the GEMM kernels), attention (the fused attention kernels) or other."""
+    if op in MATMUL_OPS:
+        return "matmul"
+    if any(mark in op for mark in ATTENTION_MARKS):
+        return "attention"
+    return "other"
+
+
+def op_profile(run_step: Any, steps: int, cuda: bool, top: int = 10) -> dict[str, Any]:
+    """Where a step's time goes: torch.profiler's self time of every op over ``steps`` steps
+    (device time on CUDA), grouped into matmul, fused attention and the rest (elementwise work,
+    norms, the loss's softmax, Python and autograd overhead). Self times add up without double
+    counting; the profiler's own overhead makes the steps slower, so only the shares are
+    compared with the timed steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for i in range(steps):
+            run_step(i)
+    attr = "self_device_time_total" if cuda else "self_cpu_time_total"
+    ops = [(e.key, float(getattr(e, attr))) for e in prof.key_averages()]
+    ops = sorted(((k, t) for k, t in ops if t > 0), key=lambda kt: -kt[1])
+    total = sum(t for _, t in ops) or 1.0
+    groups = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    for op, t in ops:
+        groups[op_group(op)] += t
+    per_step = 1e-6 / steps  # profiler times are microseconds
+    return {"steps": steps, "clock": "cuda" if cuda else "cpu", "profiled_s_per_step": total * per_step,
+            "shares": {g: t / total for g, t in groups.items()},
+            "top": [{"op": op, "group": op_group(op), "s_per_step": t * per_step, "share": t / total}
+                    for op, t in ops[:top]]}
 
 
 def child_entry(spec_json: str) -> None:
@@ -513,6 +556,9 @@ class Cell:
         )
         if "cuda_peak_mib" in first:
             out["cuda_peak_mib"] = max(r["cuda_peak_mib"] for r in ok)
+        profiled = next((r["profile"] for r in ok if "profile" in r), None)
+        if profiled is not None:
+            out["profile"] = profiled
         if len(ok) < len(self.runs):
             out["failed_runs"] = [r["status"] for r in self.runs if r["status"] != "ok"]
         return out
@@ -557,7 +603,7 @@ def measure(args: argparse.Namespace, arms: list[Arm]) -> dict[str, Any]:
         shape = replace(shape, batch=args.batch)
         for strategy in _strategies(args.strategy, preset):
             spec = {**base, "strategy": strategy, "shape": asdict(shape), "warmup": args.warmup,
-                    "steps": args.steps or preset.steps, "track": True}
+                    "steps": args.steps or preset.steps, "track": True, "profile": args.profile}
             row = {a.label: Cell(preset_name, strategy, a.label, shape.seq_len) for a in arms}
             for r in range(args.repeats):
                 for arm in arms:
@@ -566,12 +612,15 @@ def measure(args: argparse.Namespace, arms: list[Arm]) -> dict[str, Any]:
                         continue  # out of memory or broken: rerunning the same shapes cannot help
                     log(f"[{preset_name} {strategy} {arm.label} run {r + 1}/{args.repeats}] ...")
                     # the largest-tensor step once per arm: it is exact, the same every run
-                    result = launch(arm.tree, {**spec, "track": r == 0}, args.memory_cap_gib, args.timeout_s)
+                    # (and the profiled steps, after the timed ones)
+                    first = {"track": r == 0, "profile": args.profile if r == 0 else 0}
+                    result = launch(arm.tree, {**spec, **first}, args.memory_cap_gib, args.timeout_s)
                     cell.runs.append(result)
                     log(f"    {_brief(result)}")
             cells.extend(row.values())
             for length in (preset.growth if args.growth else ()):
-                g_spec = {**spec, "shape": asdict(shape.at(length)), "warmup": 0, "steps": 1, "track": False}
+                g_spec = {**spec, "shape": asdict(shape.at(length)), "warmup": 0, "steps": 1, "track": False,
+                          "profile": 0}
                 for arm in arms:
                     log(f"[{preset_name} {strategy} {arm.label} growth S={length}] ...")
                     result = launch(arm.tree, g_spec, args.memory_cap_gib, args.timeout_s)
@@ -679,6 +728,25 @@ def print_growth(verdicts: list[dict[str, Any]]) -> None:
         print(f"  {v['preset']} {v['strategy']} {v['arm']}: " + "; ".join(cells) + f" -> {verdict}{extra}")
 
 
+def print_profile(summary: list[dict[str, Any]]) -> None:
+    """Per row: the shares of matmul, fused attention and the rest, and the matmul floor: the best
+    step's time if everything but the matmuls took none (the step cannot get below it without
+    fewer or faster matmuls)."""
+    rows = [s for s in summary if s.get("profile")]
+    if not rows:
+        return
+    print(f"\nwhere a step's time goes (torch.profiler, self time of each op over "
+          f"{rows[0]['profile']['steps']} more steps of the first run; shares of the profiled time):")
+    for s in rows:
+        prof = s["profile"]
+        shares = prof["shares"]
+        floor = s["best_s"] * shares["matmul"]
+        top = ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in prof["top"][:4])
+        print(f"  {s['preset']} {s['strategy']} {s['arm']}: matmul {100 * shares['matmul']:.0f}%, attention "
+              f"{100 * shares['attention']:.0f}%, other {100 * shares['other']:.0f}%; matmul floor "
+              f"{floor:.3f} s of the best {s['best_s']:.3f} s; top: {top}")
+
+
 def print_imports(summary: list[dict[str, Any]], arms: list[Arm]) -> None:
     for arm in arms:
         seen: dict[str, str] = {}
@@ -718,6 +786,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="skip the memory-growth series of presets that have one (long-16k)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="a strategy option for every run, e.g. --set ttt_length=3")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="profile N more steps (first run of each arm) with torch.profiler: the shares of "
+                        "matmuls, fused attention and the rest, the top ops, and the matmul floor")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.add_argument("--json-out", metavar="FILE", help="also write the JSON document to FILE")
     args = p.parse_args(argv)
@@ -760,6 +831,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(wall time; in brackets the same for the process's CPU time, robust to a loaded machine at 1 thread)")
     print_table(summary, compare=bool(args.compare))
     print_growth(verdicts)
+    print_profile(summary)
     print_imports(summary, arms)
 
 

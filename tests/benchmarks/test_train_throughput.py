@@ -57,3 +57,21 @@ def test_eagle3_flops_match_a_hand_count() -> None:
     assert flops["qkv"] == 2 * 3 * 2 * 4 * 16 * (2 + 2) * 4
     assert flops["teacher"] == 2 * 4 * 8 * 10
     assert flops["lm_head"] == 2 * 3 * 2 * 4 * 8 * 6
+
+
+def test_profile_splits_a_step_into_matmul_attention_and_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--preset", "smoke", "--strategy", "eagle3", "--steps", "1",
+                           "--threads", "1", "--no-growth", "--profile", "2", "--json-out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, _, profile_lines = proc.stdout.partition("where a step's time goes")
+    assert "smoke eagle3 new: matmul" in profile_lines and "matmul floor" in profile_lines, proc.stdout
+    doc = json.loads(out.read_text())
+    profile = doc["summary"][0]["profile"]
+    assert profile["steps"] == 2 and profile["clock"] == "cpu" and profile["profiled_s_per_step"] > 0
+    assert abs(sum(profile["shares"].values()) - 1.0) < 1e-9
+    assert profile["shares"]["matmul"] > 0 and profile["shares"]["attention"] > 0  # EAGLE3: mm and fused SDPA
+    tops = {t["op"]: t for t in profile["top"]}
+    assert tops["aten::mm"]["group"] == "matmul"
+    assert [t["share"] for t in profile["top"]] == sorted((t["share"] for t in profile["top"]), reverse=True)
