@@ -762,7 +762,8 @@ def print_imports(summary: list[dict[str, Any]], arms: list[Arm]) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (the docs' benchmark lines are checked against it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--preset", default="small-512", help=f"comma-separated, of {', '.join(PRESETS)}")
@@ -791,6 +792,11 @@ def main(argv: list[str] | None = None) -> None:
                         "matmuls, fused attention and the rest, the top ops, and the matmul floor")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.add_argument("--json-out", metavar="FILE", help="also write the JSON document to FILE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.child:
         child_entry(args.child)
