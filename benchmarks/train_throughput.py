@@ -420,6 +420,7 @@ def op_profile(run_step: Any, steps: int, cuda: bool, top: int = 10) -> dict[str
     norms, the loss's softmax, Python and autograd overhead). Self times add up without double
     counting; the profiler's own overhead makes the steps slower, so only the shares are
     compared with the timed steps."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -427,7 +428,9 @@ def op_profile(run_step: Any, steps: int, cuda: bool, top: int = 10) -> dict[str
         for i in range(steps):
             run_step(i)
     attr = "self_device_time_total" if cuda else "self_cpu_time_total"
-    ops = [(e.key, float(getattr(e, attr))) for e in prof.key_averages()]
+    # Only the ops (CPU-side events): on CUDA each kernel also appears as an entry of its own, and
+    # its time is already in the self device time of the op that launched it (aten::mm's GEMM).
+    ops = [(e.key, float(getattr(e, attr))) for e in prof.key_averages() if e.device_type == DeviceType.CPU]
     ops = sorted(((k, t) for k, t in ops if t > 0), key=lambda kt: -kt[1])
     total = sum(t for _, t in ops) or 1.0
     groups = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
