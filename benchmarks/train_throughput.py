@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -414,7 +415,7 @@ def op_group(op: str) -> str:
     return "other"
 
 
-def op_profile(run_step: Any, steps: int, cuda: bool, top: int = 10) -> dict[str, Any]:
+def op_profile(run_step: Callable[[int], object], steps: int, cuda: bool, top: int = 10) -> dict[str, Any]:
     """Where a step's time goes: torch.profiler's self time of every op over ``steps`` steps
     (device time on CUDA), grouped into matmul, fused attention and the rest (elementwise work,
     norms, the loss's softmax, Python and autograd overhead). Self times add up without double
@@ -606,7 +607,7 @@ def measure(args: argparse.Namespace, arms: list[Arm]) -> dict[str, Any]:
         shape = replace(shape, batch=args.batch)
         for strategy in _strategies(args.strategy, preset):
             spec = {**base, "strategy": strategy, "shape": asdict(shape), "warmup": args.warmup,
-                    "steps": args.steps or preset.steps, "track": True, "profile": args.profile}
+                    "steps": args.steps or preset.steps, "track": True, "profile": 0}
             row = {a.label: Cell(preset_name, strategy, a.label, shape.seq_len) for a in arms}
             for r in range(args.repeats):
                 for arm in arms:
@@ -622,8 +623,7 @@ def measure(args: argparse.Namespace, arms: list[Arm]) -> dict[str, Any]:
                     log(f"    {_brief(result)}")
             cells.extend(row.values())
             for length in (preset.growth if args.growth else ()):
-                g_spec = {**spec, "shape": asdict(shape.at(length)), "warmup": 0, "steps": 1, "track": False,
-                          "profile": 0}
+                g_spec = {**spec, "shape": asdict(shape.at(length)), "warmup": 0, "steps": 1, "track": False}
                 for arm in arms:
                     log(f"[{preset_name} {strategy} {arm.label} growth S={length}] ...")
                     result = launch(arm.tree, g_spec, args.memory_cap_gib, args.timeout_s)
