@@ -765,6 +765,11 @@ def print_imports(summary: list[dict[str, Any]], arms: list[Arm]) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def preset_names(selection: str) -> list[str]:
+    """``--preset``'s comma-separated names."""
+    return [s.strip() for s in selection.split(",")]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line (the docs' benchmark lines are checked against it)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -804,7 +809,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child_entry(args.child)
         return
-    args.presets = [s.strip() for s in args.preset.split(",")]
+    args.presets = preset_names(args.preset)
     unknown = [s for s in args.presets if s not in PRESETS]
     if unknown:
         p.error(f"unknown preset {unknown}; choose from {', '.join(PRESETS)}")

@@ -47,7 +47,7 @@ def test_the_docs_show_benchmark_lines() -> None:
 @pytest.mark.parametrize(("where", "line"), LINES, ids=[f"{w}:{i}" for i, (w, _) in enumerate(LINES)])
 def test_a_documented_benchmark_line_parses(bench, where: str, line: str) -> None:
     args = bench.build_parser().parse_args(shlex.split(line)[2:])
-    presets = [p.strip() for p in args.preset.split(",")]
+    presets = bench.preset_names(args.preset)
     assert set(presets) <= set(bench.PRESETS), (where, presets)
     if args.strategy != "all":
         assert set(args.strategy.split(",")) <= set(bench.STRATEGIES), (where, args.strategy)
